@@ -1,0 +1,96 @@
+"""The ``sam3-adapt`` command: LightningCLI verbs plus a few typed functions."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from jsonargparse import CLI
+from lightning.pytorch.cli import LightningCLI
+
+from adapt.task import ConceptSegmentationTask
+from data_mix.datamodule import ConceptDataModule
+from data_mix.shapes import write_shapes_coco
+
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+
+
+def make_shapes(
+    out: str = "runs/shapes",
+    num_images: int = 48,
+    image_size: int = 96,
+    seed: int = 0,
+    masks: bool = True,
+) -> None:
+    """Write a small synthetic COCO set of coloured shapes (train.json, val.json and images/).
+
+    Args:
+        out: Output folder.
+        num_images: Images in the training split; the validation split gets half as many.
+        image_size: Side of the square images in pixels.
+        seed: Seed; the same seed writes the same files.
+        masks: Write instance masks; ``false`` writes a box-only set.
+    """
+    from pathlib import Path
+
+    root = Path(out)
+    train_json, _ = write_shapes_coco(
+        root / "train", num_images=num_images, image_size=image_size, seed=seed, masks=masks
+    )
+    val_json, _ = write_shapes_coco(
+        root / "val", num_images=max(1, num_images // 2), image_size=image_size, seed=seed + 1, masks=masks
+    )
+    print(f"wrote {train_json} and {val_json}")
+
+
+EXTRA_VERBS: dict[str, Callable[..., None]] = {"make-shapes": make_shapes}
+
+
+def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """The LightningCLI over :class:`ConceptSegmentationTask` and :class:`ConceptDataModule`.
+
+    Args:
+        args: Command-line arguments (``sys.argv[1:]`` when ``None``).
+        run: Run the subcommand; ``False`` only parses and instantiates (used to check recipes).
+
+    Returns:
+        The CLI object, with ``model``, ``datamodule`` and ``trainer``.
+    """
+    return LightningCLI(
+        ConceptSegmentationTask,
+        ConceptDataModule,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``sam3-adapt``: ``fit | validate | test | predict`` (Lightning) or an extra verb."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in EXTRA_VERBS:
+        function = EXTRA_VERBS[argv[0]]
+        CLI(function, args=argv[1:], prog=f"sam3-adapt {argv[0]}")
+        return
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        if not argv:
+            sys.exit(2)
+        return
+    lightning_cli(argv)
+
+
+def _overview() -> str:
+    lines = ["usage: sam3-adapt VERB [options]   (sam3-adapt VERB --help lists every option)", "", "verbs:"]
+    lines += [
+        f"  {verb:<12} Lightning {verb} with a recipe: --config recipes/<name>.yaml"
+        for verb in LIGHTNING_VERBS
+    ]
+    for verb, function in EXTRA_VERBS.items():
+        lines.append(f"  {verb:<12} {(function.__doc__ or '').splitlines()[0]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Learning-rate schedule of the SAM 3 fine-tuning recipes: linear warm-up, then inverse square root."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def inverse_sqrt_factor(step: int, warmup_steps: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (counted from 0).
+
+    Rises linearly to 1 over ``warmup_steps`` steps, then decays as ``sqrt(warmup_steps / step)``,
+    so it is continuous at the end of warm-up.
+
+    Args:
+        step: Optimizer step.
+        warmup_steps: Length of the warm-up; 0 starts decaying at once (from step 1).
+
+    Returns:
+        The factor.
+    """
+    step = step + 1
+    if warmup_steps <= 0:
+        return 1.0 / math.sqrt(step)
+    if step <= warmup_steps:
+        return step / warmup_steps
+    return math.sqrt(warmup_steps / step)
+
+
+def inverse_sqrt_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` applying :func:`inverse_sqrt_factor` to every parameter group, once per optimizer step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: inverse_sqrt_factor(step, warmup_steps))

@@ -1,0 +1,122 @@
+"""Save and load adapters the PEFT way, and write LoRA merged into an ordinary SAM 3 folder."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+from peft import PeftConfig, PeftModel
+from torch import nn
+from transformers import ProcessorMixin
+
+_HF_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/[^/]+$")
+
+
+def save_adapter(peft_model: PeftModel, folder: str | Path, base_model_name: str) -> Path:
+    """Write the adapter as ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+    Args:
+        peft_model: The model returned by :func:`model.adaptation.apply_lora` (or a loaded adapter).
+        folder: Where to write; created if missing.
+        base_model_name: Hub id or folder of the base model the adapter was trained on; recorded as
+            ``base_model_name_or_path`` (also in the model's own PEFT config).
+
+    Returns:
+        The folder.
+
+    Raises:
+        TypeError: If ``peft_model`` is not a ``peft.PeftModel``.
+    """
+    if not isinstance(peft_model, PeftModel):
+        raise TypeError(f"save_adapter needs a peft.PeftModel, got {type(peft_model).__name__}")
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = str(base_model_name)
+    folder = Path(folder)
+    peft_model.save_pretrained(str(folder), save_embedding_layers=False)
+    return folder
+
+
+def save_merged(model: nn.Module, folder: str | Path, processor: ProcessorMixin | None = None) -> Path:
+    """Write a Hugging Face folder with the LoRA updates merged into the weights.
+
+    The merge runs on a deep copy, so ``model`` keeps its adapters and stays usable (for a large
+    model this briefly holds a second copy of the weights on the model's device). A plain
+    ``Sam3Model`` (full fine-tuning) is written as it is.
+
+    Args:
+        model: A ``peft.PeftModel`` around a ``Sam3Model``, or a ``Sam3Model``.
+        folder: Where to write ``config.json`` and ``model.safetensors``; created if missing.
+        processor: Optional ``Sam3Processor`` whose files are written beside the weights.
+
+    Returns:
+        The folder, loadable with ``Sam3Model.from_pretrained`` (and ``Sam3Processor`` when given).
+    """
+    folder = Path(folder)
+    merged = copy.deepcopy(model).merge_and_unload() if isinstance(model, PeftModel) else model
+    merged.save_pretrained(str(folder))
+    if processor is not None:
+        processor.save_pretrained(str(folder))
+    return folder
+
+
+def _base_key(name: str) -> str:
+    """The part of a base-model reference that :func:`bases_match` compares."""
+    text = name.strip().replace("\\", "/").rstrip("/")
+    snapshot = _HF_CACHE_SNAPSHOT.search(text)
+    if snapshot:
+        text = f"{snapshot.group(1)}/{snapshot.group(2)}"
+    return text.rsplit("/", 1)[-1].casefold()
+
+
+def bases_match(recorded: str, expected: str) -> bool:
+    """Whether two references to a base model denote the same one.
+
+    The rule: equal strings match; otherwise the last path component of each is compared,
+    case-insensitively, after turning a Hugging Face cache snapshot path
+    (``.../models--ORG--NAME/snapshots/REV``) into ``ORG/NAME``. So ``"facebook/sam3"`` matches
+    ``"/data/checkpoints/sam3/"`` and a cached snapshot of ``facebook/sam3``, but not
+    ``"facebook/sam2"``.
+
+    Args:
+        recorded: The reference stored in the adapter.
+        expected: The reference of the base model at hand.
+
+    Returns:
+        ``True`` if they match by this rule.
+    """
+    return recorded == expected or _base_key(recorded) == _base_key(expected)
+
+
+def load_adapter(
+    base_model: nn.Module,
+    adapter: str | Path,
+    *,
+    expected_base: str | None = None,
+    trainable: bool = False,
+) -> PeftModel:
+    """Put a saved LoRA adapter on a base model.
+
+    Args:
+        base_model: A plain ``Sam3Model``; it is modified in place (its linears are wrapped).
+        adapter: Hub id or local folder holding ``adapter_config.json`` and the adapter weights.
+        expected_base: Reference of ``base_model`` (hub id or folder); when given, the adapter's
+            recorded ``base_model_name_or_path`` must match it by the rule of :func:`bases_match`.
+        trainable: Keep the adapter weights trainable (to continue training) instead of frozen.
+
+    Returns:
+        The ``peft.PeftModel``.
+
+    Raises:
+        ValueError: If ``expected_base`` is given and the adapter was trained on another base model
+            or records none.
+    """
+    adapter = str(adapter)
+    if expected_base is not None:
+        recorded = PeftConfig.from_pretrained(adapter).base_model_name_or_path
+        if not recorded or not bases_match(recorded, str(expected_base)):
+            raise ValueError(
+                f"adapter {adapter!r} was trained on base model {recorded!r}, but it is being loaded onto "
+                f"{str(expected_base)!r}; load the base model the adapter was made for"
+            )
+    return PeftModel.from_pretrained(base_model, adapter, is_trainable=trainable)
