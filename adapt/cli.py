@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
 
+from adapt.export import export
 from adapt.task import ConceptSegmentationTask
 from data_mix.datamodule import ConceptDataModule
 from data_mix.shapes import write_shapes_coco
@@ -31,8 +33,6 @@ def make_shapes(
         seed: Seed; the same seed writes the same files.
         masks: Write instance masks; ``false`` writes a box-only set.
     """
-    from pathlib import Path
-
     root = Path(out)
     train_json, _ = write_shapes_coco(
         root / "train", num_images=num_images, image_size=image_size, seed=seed, masks=masks
@@ -43,7 +43,7 @@ def make_shapes(
     print(f"wrote {train_json} and {val_json}")
 
 
-EXTRA_VERBS: dict[str, Callable[..., None]] = {"make-shapes": make_shapes}
+EXTRA_VERBS: dict[str, Callable[..., object]] = {"make-shapes": make_shapes, "export": export}
 
 
 def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
@@ -68,17 +68,17 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningC
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``sam3-adapt``: ``fit | validate | test | predict`` (Lightning) or an extra verb."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in EXTRA_VERBS:
-        function = EXTRA_VERBS[argv[0]]
-        CLI(function, args=argv[1:], prog=f"sam3-adapt {argv[0]}")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in EXTRA_VERBS:
+        CLI(EXTRA_VERBS[args[0]], args=args[1:], prog=f"sam3-adapt {args[0]}", as_positional=False)
         return
-    if not argv or argv[0] in ("-h", "--help"):
+    if not args or args[0] in ("-h", "--help"):
         print(_overview())
-        if not argv:
+        if not args:
             sys.exit(2)
         return
-    lightning_cli(argv)
+    # LightningCLI reads sys.argv itself; pass args only when called from Python.
+    lightning_cli(None if argv is None else args)
 
 
 def _overview() -> str:

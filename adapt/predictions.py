@@ -44,7 +44,7 @@ def detections_per_query(
         outputs: Network outputs; masks, if present, must cover every query.
         orig_sizes: ``(B, 2)`` original ``(height, width)`` of each image.
         query_image_index: ``(Q,)`` image of each query.
-        top_k: Detections kept per query (COCO evaluates the top 100 per image and category).
+        top_k: Detections kept per query (the evaluator then keeps the best 100 per image).
         min_score: Detections scoring below this are dropped before resizing masks.
 
     Returns:

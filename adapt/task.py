@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
@@ -15,6 +16,7 @@ from adapt.schedule import inverse_sqrt_schedule
 from model.adaptation import LoraSettings, apply_full_finetune, apply_lora, describe_trainable
 from model.forward import ConceptSegmenter
 from model.loading import load_sam3
+from model.memory import enable_activation_checkpointing
 from model.outputs import ConceptOutputs
 from model.param_groups import param_groups
 
@@ -46,6 +48,8 @@ class ConceptSegmentationTask(LightningModule):
         loss_weights: Overrides of the objective's term weights, e.g. ``{weight_class: 20.0}``.
         score_threshold: Score above which a detection counts as predicted (cgF1, predictions file).
         max_detections: Detections kept per (image, phrase) pair for evaluation and prediction.
+        activation_checkpointing: Recompute transformer blocks in the backward pass instead of storing
+            their activations (less GPU memory, about a third more compute).
     """
 
     def __init__(
@@ -53,7 +57,7 @@ class ConceptSegmentationTask(LightningModule):
         checkpoint: str = "facebook/sam3",
         adapter: str | None = None,
         adaptation: Literal["lora", "full"] = "lora",
-        lora: LoraSettings | None = None,
+        lora: LoraSettings | dict[str, Any] | None = None,
         freeze: list[str] | None = None,
         lr_detector: float = 8e-5,
         lr_vision: float = 2.5e-5,
@@ -67,8 +71,11 @@ class ConceptSegmentationTask(LightningModule):
         loss_weights: dict[str, float] | None = None,
         score_threshold: float = 0.5,
         max_detections: int = 100,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        # Stored as a plain dict so checkpoints and hparams.yaml stay readable without this class.
+        lora = asdict(lora) if isinstance(lora, LoraSettings) else lora
         self.save_hyperparameters()
         # Frozen base weights come from `checkpoint` at construction; Lightning checkpoints hold only
         # what trains (see on_save_checkpoint), so loading them is not strict.
@@ -86,9 +93,11 @@ class ConceptSegmentationTask(LightningModule):
             for name, parameter in network.named_parameters():
                 parameter.requires_grad = "lora_" in name
         elif hp.adaptation == "lora":
-            network = apply_lora(network, hp.lora or LoraSettings())
+            network = apply_lora(network, LoraSettings(**(hp.lora or {})))
         else:
             network = apply_full_finetune(network, freeze=hp.freeze or [])
+        if hp.activation_checkpointing:
+            enable_activation_checkpointing(network)
         network.train()
         return ConceptSegmenter(network, processor.tokenizer)
 

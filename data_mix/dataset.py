@@ -1,0 +1,128 @@
+"""A torch Dataset of concept samples: one augmented image and the targets of all its queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from data_mix.rng import WorkerAwareRng
+from data_mix.samples import ConceptSample, Instance, Query
+
+
+class ConceptDataset(Dataset):
+    """Images with their queries, transformed together, as tensors ready for `collate_concepts`.
+
+    Each item is a dict with fixed keys:
+
+    - ``pixel_values``: FloatTensor ``(3, S, S)``, RGB scaled to ``[0, 1]`` then normalised with
+      mean = std = 0.5 (so values lie in ``[-1, 1]``).
+    - ``image_id`` (int), ``orig_size`` (``(h, w)`` of the original image), ``source`` (str).
+    - Per query, lists of equal length: ``phrases`` (str), ``category_ids`` (int), ``exhaustive``
+      (bool), ``boxes`` (FloatTensor ``(n, 4)``, xyxy normalised to ``[0, 1]`` of the network input),
+      ``masks`` (BoolTensor ``(n, S, S)``, all False for an object without a mask) and ``has_mask``
+      (BoolTensor ``(n,)``).
+
+    An object whose box vanishes under the transform is dropped with its mask; a query that loses
+    every object is dropped (it is not a negative: the concept is in the image).
+
+    Args:
+        samples: The images and their queries.
+        transform: An albumentations pipeline from `data_mix.transforms` (image, ``bboxes`` in
+            pixel ``pascal_voc`` with label field ``instance_index``, optional ``masks``).
+        max_queries_per_image: If set, keep at most this many queries per image: positives first
+            (a random subset if there are more), then random negatives to fill the rest. Kept
+            queries stay in their original order.
+        seed: Seed of the query subsampling and the augmentation (see `WorkerAwareRng`).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[ConceptSample],
+        transform: A.Compose,
+        max_queries_per_image: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if max_queries_per_image is not None and max_queries_per_image < 1:
+            raise ValueError(f"max_queries_per_image must be >= 1 or None, got {max_queries_per_image}")
+        self.samples = list(samples)
+        self.transform = transform
+        self.max_queries_per_image = max_queries_per_image
+        self._rng = WorkerAwareRng(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        rng = self._rng.get()
+        queries = self._select(sample.queries, rng)
+        with Image.open(sample.image_path) as im:
+            image = np.array(im.convert("RGB"))
+
+        instances: list[Instance] = [inst for q in queries for inst in q.instances]
+        with_mask = [k for k, inst in enumerate(instances) if inst.has_mask]
+        inputs: dict[str, Any] = {
+            "image": image,
+            "bboxes": np.array([inst.box_xyxy for inst in instances], dtype=np.float32).reshape(-1, 4),
+            "instance_index": list(range(len(instances))),
+        }
+        if with_mask:
+            inputs["masks"] = [instances[k].mask_array().astype(np.uint8) for k in with_mask]
+        self.transform.set_random_seed(int(rng.integers(2**31)))
+        out = self.transform(**inputs)
+
+        height, width = out["image"].shape[:2]
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        boxes_out = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4) / scale
+        mask_row = {k: row for row, k in enumerate(with_mask)}
+        survivors = {int(k): row for row, k in enumerate(out["instance_index"])}
+
+        item: dict[str, Any] = {
+            "pixel_values": _normalise(out["image"]),
+            "image_id": sample.image_id,
+            "orig_size": (sample.height, sample.width),
+            "source": sample.source,
+            **{key: [] for key in ("phrases", "category_ids", "exhaustive", "boxes", "masks", "has_mask")},
+        }
+        start = 0
+        for query in queries:
+            ids = [k for k in range(start, start + len(query.instances)) if k in survivors]
+            start += len(query.instances)
+            if query.instances and not ids:
+                continue
+            masks = torch.zeros((len(ids), height, width), dtype=torch.bool)
+            for j, k in enumerate(ids):
+                if k in mask_row:
+                    masks[j] = torch.from_numpy(np.asarray(out["masks"][mask_row[k]]) > 0)
+            item["phrases"].append(query.phrase)
+            item["category_ids"].append(query.category_id)
+            item["exhaustive"].append(query.exhaustive)
+            item["boxes"].append(
+                torch.from_numpy(boxes_out[[survivors[k] for k in ids]]).clamp(0, 1).reshape(-1, 4)
+            )
+            item["masks"].append(masks)
+            item["has_mask"].append(torch.tensor([k in mask_row for k in ids], dtype=torch.bool))
+        return item
+
+    def _select(self, queries: list[Query], rng: np.random.Generator) -> list[Query]:
+        cap = self.max_queries_per_image
+        if cap is None or len(queries) <= cap:
+            return queries
+        pos = [i for i, q in enumerate(queries) if not q.is_negative]
+        neg = [i for i, q in enumerate(queries) if q.is_negative]
+        if len(pos) >= cap:
+            keep = rng.choice(pos, size=cap, replace=False).tolist()
+        else:
+            keep = pos + rng.choice(neg, size=cap - len(pos), replace=False).tolist()
+        return [queries[i] for i in sorted(keep)]
+
+
+def _normalise(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 to (3, H, W) float, scaled to [0, 1] then normalised with mean = std = 0.5."""
+    return (torch.from_numpy(image).permute(2, 0, 1).float() / 255 - 0.5) / 0.5

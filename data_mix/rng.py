@@ -1,0 +1,32 @@
+"""Random streams that are reproducible in the main process and in DataLoader workers."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import get_worker_info
+
+
+class WorkerAwareRng:
+    """A numpy generator seeded from ``seed`` and, inside a DataLoader worker, from the worker's seed.
+
+    In the main process the stream starts from ``seed`` and runs on across epochs. In a worker,
+    PyTorch gives each worker a seed drawn from the loader's generator at every new iterator
+    (each epoch); mixing it in keeps workers from repeating each other's draws and keeps the whole
+    run reproducible when the loader has a seeded ``generator``.
+
+    Args:
+        seed: Base seed.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._worker_seed: int | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def get(self) -> np.random.Generator:
+        """The generator to draw from in the current process."""
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self._rng = np.random.default_rng([self.seed, info.seed])
+        return self._rng
