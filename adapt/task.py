@@ -143,8 +143,15 @@ class ConceptSegmentationTask(LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         """Start a fresh evaluator on the validation set's original COCO annotations."""
+        self._start_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        """Start a fresh evaluator on the test set's original COCO annotations."""
+        self._start_evaluation("test")
+
+    def _start_evaluation(self, split: str) -> None:
         self.evaluator = ConceptEvaluator(
-            self.trainer.datamodule.val_gt_coco(),
+            self.trainer.datamodule.gt_coco(split),
             iou_types=("bbox", "segm") if self.hparams.mask_loss else ("bbox",),
             score_threshold=self.hparams.score_threshold,
             max_dets=self.hparams.max_detections,
@@ -159,10 +166,21 @@ class ConceptSegmentationTask(LightningModule):
                 image_id, category_id, found.boxes.cpu(), found.scores.cpu(), _cpu(found.masks)
             )
 
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Same as :meth:`validation_step`, on the test set."""
+        self.validation_step(batch, batch_idx)
+
     def on_validation_epoch_end(self) -> None:
         """Compute COCO AP and cgF1 and log them as ``val/<name>``."""
+        self._log_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Compute COCO AP and cgF1 and log them as ``test/<name>``."""
+        self._log_evaluation("test")
+
+    def _log_evaluation(self, prefix: str) -> None:
         metrics = self.evaluator.compute()
-        self.log_dict({f"val/{k}": float(v) for k, v in metrics.items()}, sync_dist=True)
+        self.log_dict({f"{prefix}/{k}": float(v) for k, v in metrics.items()}, sync_dist=True)
         self.evaluator = None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

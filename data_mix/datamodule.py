@@ -28,6 +28,8 @@ class ConceptDataModule(L.LightningDataModule):
         image_dir: Folder that the training images' ``file_name`` values are relative to.
         val_json: COCO file of the validation set; ``None`` for no validation.
         val_image_dir: Image folder of the validation set; defaults to ``image_dir``.
+        test_json: COCO file of the test set (``sam3-adapt test``); ``None`` for none.
+        test_image_dir: Image folder of the test set; defaults to ``val_image_dir``.
         predict_json: COCO file of the predict set (its categories give the phrases); defaults to
             ``val_json``.
         predict_image_dir: Image folder of the predict set; defaults to ``val_image_dir`` (which
@@ -56,6 +58,8 @@ class ConceptDataModule(L.LightningDataModule):
         image_dir: str | None,
         val_json: str | None = None,
         val_image_dir: str | None = None,
+        test_json: str | None = None,
+        test_image_dir: str | None = None,
         predict_json: str | None = None,
         predict_image_dir: str | None = None,
         image_size: int = 1008,
@@ -87,6 +91,7 @@ class ConceptDataModule(L.LightningDataModule):
         self.files = {
             "train": (train_json, image_dir),
             "val": (val_json, val_image_dir),
+            "test": (test_json, test_image_dir or val_image_dir),
             "predict": (predict_json, predict_image_dir),
         }
         self.train_collator = ConceptCollator(exemplar_prob, visual_only_prob, seed)
@@ -116,9 +121,9 @@ class ConceptDataModule(L.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the files the stage needs (``fit``: train and val; ``validate``; ``predict``; else all)."""
-        splits = {"fit": ["train", "val"], "validate": ["val"], "predict": ["predict"]}
-        for split in splits.get(stage or "", ["train", "val", "predict"]):
+        """Read the files the stage needs (fit: train and val; validate; test; predict; else all)."""
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}
+        for split in splits.get(stage or "", list(self.files)):
             self._load(split)
 
     def train_dataloader(self) -> DataLoader:
@@ -134,6 +139,10 @@ class ConceptDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches, or an empty list (no validation) when ``val_json`` is unset."""
         return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader | list:
+        """Test batches, or an empty list when ``test_json`` is unset."""
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader | list:
         """Predict batches, or an empty list when there is no predict set."""
@@ -158,15 +167,18 @@ class ConceptDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
+    def gt_coco(self, split: Literal["train", "val", "test", "predict"]) -> dict[str, Any] | None:
+        """Ground truth of a split in original image coordinates (see `CocoSet.gt`); ``None`` if unset."""
+        coco = self._load(split)
+        return None if coco is None else coco.gt
+
     def val_gt_coco(self) -> dict[str, Any] | None:
         """Ground truth of the validation set in original image coordinates (see `CocoSet.gt`)."""
-        coco = self._load("val")
-        return None if coco is None else coco.gt
+        return self.gt_coco("val")
 
     def predict_gt_coco(self) -> dict[str, Any] | None:
         """Ground truth of the predict set in original image coordinates (see `CocoSet.gt`)."""
-        coco = self._load("predict")
-        return None if coco is None else coco.gt
+        return self.gt_coco("predict")
 
     def phrase_origins(self) -> list[tuple[str, str]]:
         """Every distinct phrase the loaders can produce, with the record it comes from.
@@ -178,7 +190,7 @@ class ConceptDataModule(L.LightningDataModule):
             ``(phrase, origin)`` pairs over all configured sets, first origin per phrase.
         """
         found: dict[str, str] = {}
-        for split in ("train", "val", "predict"):
+        for split in self.files:
             coco = self._load(split)
             for phrase, origin in coco.phrases.values() if coco else []:
                 found.setdefault(phrase, origin)

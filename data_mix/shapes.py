@@ -80,28 +80,61 @@ def write_shapes_coco(
             mask[y0 : y0 + side, x0 : x0 + side] = _shape_mask(shape, side)
             taken[y0 : y0 + side, x0 : x0 + side] = True
             pixels[mask] = np.asarray(COLOURS[colour]) + rng.normal(0, 6, (int(mask.sum()), 3))
-            ys, xs = np.nonzero(mask)
-            ann = {
-                "id": len(annotations) + 1,
-                "image_id": index + 1,
-                "category_id": cat_ids[f"{colour} {shape}"],
-                "bbox": [
-                    int(xs.min()),
-                    int(ys.min()),
-                    int(xs.max() - xs.min() + 1),
-                    int(ys.max() - ys.min() + 1),
-                ],
-                "area": int(mask.sum()),
-                "iscrowd": 0,
-            }
-            if masks:
-                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                ann["segmentation"] = {"size": [image_size, image_size], "counts": rle["counts"].decode()}
-            annotations.append(ann)
-        file_name = f"{index:04d}.png"
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image_dir / file_name)
-        images.append({"id": index + 1, "file_name": file_name, "height": image_size, "width": image_size})
+            annotations.append(
+                coco_annotation(
+                    mask, len(annotations) + 1, index + 1, cat_ids[f"{colour} {shape}"], segmentation=masks
+                )
+            )
+        images.append(save_image(pixels, image_dir, index))
+    return write_coco_json(folder, images, annotations, categories), image_dir
+
+
+def coco_annotation(
+    mask: np.ndarray, ann_id: int, image_id: int, category_id: int, segmentation: bool = True
+) -> dict[str, object]:
+    """A COCO annotation of one object whose box and area are those of its exact mask.
+
+    Args:
+        mask: Boolean ``(H, W)`` mask of the object; must not be empty.
+        ann_id: Annotation id.
+        image_id: Image id.
+        category_id: Category id.
+        segmentation: Add the mask as compressed RLE; ``False`` gives a box-only record.
+
+    Returns:
+        The record, with ``bbox`` the mask's tight ``[x, y, w, h]`` box and ``area`` its pixel count.
+    """
+    ys, xs = np.nonzero(mask)
+    ann: dict[str, object] = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+        "area": int(mask.sum()),
+        "iscrowd": 0,
+    }
+    if segmentation:
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        ann["segmentation"] = {"size": list(mask.shape), "counts": rle["counts"].decode()}
+    return ann
+
+
+def save_image(pixels: np.ndarray, image_dir: Path, index: int) -> dict[str, object]:
+    """Save float RGB ``pixels`` (clipped to 0..255) as ``<index:04d>.png``; return its COCO image record."""
+    file_name = f"{index:04d}.png"
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image_dir / file_name)
+    height, width = pixels.shape[:2]
+    return {"id": index + 1, "file_name": file_name, "height": height, "width": width}
+
+
+def write_coco_json(
+    folder: Path,
+    images: list[dict[str, object]],
+    annotations: list[dict[str, object]],
+    categories: list[dict[str, object]],
+) -> Path:
+    """Write ``folder/annotations.json`` from its three lists and return its path."""
     json_path = folder / "annotations.json"
     coco = {"images": images, "annotations": annotations, "categories": categories}
     json_path.write_text(json.dumps(coco, indent=1))
-    return json_path, image_dir
+    return json_path

@@ -1,4 +1,4 @@
-"""The `sam3-adapt` command end to end on the tiny model: recipes, fit, resume, validate, predict, export."""
+"""`sam3-adapt` end to end on the tiny model: recipes, fit, resume, validate, test, predict, export."""
 
 import json
 from pathlib import Path
@@ -74,7 +74,7 @@ def test_every_recipe_parses_and_builds_against_the_code(recipe, shapes, tmp_pat
     assert cli.datamodule.hparams.train_json == shapes["train_json"]
 
 
-def test_tiny_recipe_fits_resumes_validates_predicts_and_exports(shapes, tmp_path):
+def test_tiny_recipe_fits_resumes_validates_tests_predicts_and_exports(shapes, tmp_path):
     main(["fit", *tiny_args(tmp_path, shapes, "--trainer.max_steps=2")])
     last = tmp_path / "checkpoints" / "last.ckpt"
     first = torch.load(last, weights_only=False)
@@ -89,6 +89,15 @@ def test_tiny_recipe_fits_resumes_validates_predicts_and_exports(shapes, tmp_pat
     assert resumed["epoch"] >= first["epoch"]
 
     main(["validate", *tiny_args(tmp_path, shapes), f"--ckpt_path={last}"])
+
+    main(
+        [
+            "test",
+            *tiny_args(tmp_path, shapes),
+            f"--data.test_json={shapes['val_json']}",
+            f"--ckpt_path={last}",
+        ]
+    )
 
     main(["predict", *tiny_args(tmp_path, shapes), f"--ckpt_path={last}"])
     records = json.loads((tmp_path / "predictions.json").read_text())
