@@ -9,7 +9,9 @@ from pathlib import Path
 from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
 
+from adapt.demo import demo
 from adapt.export import export
+from adapt.pretrain_tiny import pretrain_tiny
 from adapt.task import ConceptSegmentationTask
 from data_mix.datamodule import ConceptDataModule
 from data_mix.shapes import write_shapes_coco
@@ -43,7 +45,12 @@ def make_shapes(
     print(f"wrote {train_json} and {val_json}")
 
 
-EXTRA_VERBS: dict[str, Callable[..., object]] = {"make-shapes": make_shapes, "export": export}
+EXTRA_VERBS: dict[str, Callable[..., object]] = {
+    "demo": demo,
+    "make-shapes": make_shapes,
+    "export": export,
+    "pretrain-tiny": pretrain_tiny,
+}
 
 
 def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:

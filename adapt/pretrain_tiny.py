@@ -28,12 +28,12 @@ def pretrain_tiny(
     image_size: int = 168,
     train_images: int = 2000,
     val_images: int = 100,
-    max_minutes: float = 55.0,
+    max_minutes: float = 50.0,
     max_steps: int = 20000,
     batch_size: int = 8,
     lr: float = 1e-3,
-    warmup_steps: int = 200,
-    val_every_steps: int = 500,
+    warmup_steps: int = 500,
+    val_every_steps: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
     """Train a tiny SAM 3 from random weights on the anchor world and write it to ``out``.
@@ -44,7 +44,7 @@ def pretrain_tiny(
         work_dir: Where the generated world, logs and checkpoints go.
         image_size: Input side of the tiny model and of the generated images.
         train_images: Anchor-world training images (generated from ``seed``).
-        val_images: Held-out anchor-world images (generated from ``seed + 1``).
+        val_images: Held-out anchor images (from seed ``2 * seed + 1``; training uses ``2 * seed``).
         max_minutes: Wall-clock budget of training.
         max_steps: Step budget of training (whichever budget ends first).
         batch_size: Images per step (each with all its positive and negative phrases).
@@ -58,8 +58,12 @@ def pretrain_tiny(
     """
     L.seed_everything(seed)
     work = Path(work_dir)
-    train_json, train_dir = write_world(work / "anchor-train", "anchor", train_images, seed=seed, image_size=image_size)
-    val_json, val_dir = write_world(work / "anchor-val", "anchor", val_images, seed=seed + 1, image_size=image_size)
+    train_json, train_dir = write_world(
+        work / "anchor-train", "anchor", train_images, seed=seed, image_size=image_size
+    )
+    val_json, val_dir = write_world(
+        work / "anchor-val", "anchor", val_images, seed=seed + 1, image_size=image_size
+    )
     init = write_tiny_random_sam3(work / "init", seed=seed, image_size=image_size)
     data = ConceptDataModule(
         train_json=str(train_json),

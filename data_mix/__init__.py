@@ -3,7 +3,9 @@
 from data_mix.coco import CocoSet, load_prompt_map, read_coco, read_coco_set
 from data_mix.coco_checks import CocoFormatError, CocoSkipWarning
 from data_mix.collate import VISUAL_PROMPT_TEXT, ConceptCollator, collate_concepts
+from data_mix.concept_world import DOMAINS, domain_categories, write_demo_worlds, write_world
 from data_mix.dataset import ConceptDataset
+from data_mix.mixing import AnchorMixSampler
 from data_mix.samples import ConceptSample, Instance, Query
 from data_mix.shapes import shape_categories, write_shapes_coco
 from data_mix.transforms import eval_transform, train_sizes, train_transform
@@ -19,7 +21,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "DOMAINS",
     "VISUAL_PROMPT_TEXT",
+    "AnchorMixSampler",
     "CocoFormatError",
     "CocoSet",
     "CocoSkipWarning",
@@ -30,6 +34,7 @@ __all__ = [
     "Instance",
     "Query",
     "collate_concepts",
+    "domain_categories",
     "eval_transform",
     "load_prompt_map",
     "read_coco",
@@ -37,5 +42,7 @@ __all__ = [
     "shape_categories",
     "train_sizes",
     "train_transform",
+    "write_demo_worlds",
     "write_shapes_coco",
+    "write_world",
 ]

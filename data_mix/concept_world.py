@@ -50,6 +50,7 @@ class _Spec:
     phrases: tuple[str, ...]
     count: tuple[int, int]  # instances per image, inclusive
     gap: int  # pixels kept free around each mask; 0 lets objects touch
+    cluster: float  # chance that an object is first tried right beside an earlier one
     background: Callable[[np.random.Generator, int], tuple[np.ndarray, Look]]
     draw: Callable[[np.random.Generator, str, float, Look], Drawn]
 
@@ -84,7 +85,9 @@ def _polygon(x: np.ndarray, y: np.ndarray, radii: list[float], angle: float) -> 
     for k in range(n):
         ax, ay, bx, by = vx[k], vy[k], vx[(k + 1) % n], vy[(k + 1) % n]
         inside |= (
-            (ax * y - ay * x >= 0) & ((bx - ax) * (y - ay) - (by - ay) * (x - ax) >= 0) & (x * by - y * bx >= 0)
+            (ax * y - ay * x >= 0)
+            & ((bx - ax) * (y - ay) - (by - ay) * (x - ax) >= 0)
+            & (x * by - y * bx >= 0)
         )
     return inside
 
@@ -175,7 +178,9 @@ def _microscopy_background(rng: np.random.Generator, size: int) -> tuple[np.ndar
 def _cell(rng: np.random.Generator, radius: np.ndarray, nuclei: np.ndarray, look: Look) -> Drawn:
     """Paint a cell from its normalised radius field (1 on the outline): dark rim, body and nuclei."""
     mask = radius <= 1
-    paint = np.where((radius > 0.75)[..., None], look["rim"], look["body"] * (1.06 - 0.08 * radius[..., None]))
+    paint = np.where(
+        (radius > 0.75)[..., None], look["rim"], look["body"] * (1.06 - 0.08 * radius[..., None])
+    )
     paint = np.where((nuclei <= 1)[..., None], look["nucleus"], paint)
     return mask, paint + rng.normal(0, 4, (*radius.shape, 3))
 
@@ -215,7 +220,9 @@ def _industrial_background(rng: np.random.Generator, size: int) -> tuple[np.ndar
     level = rng.uniform(95, 150)
     base = level + rng.uniform(-6, 6, 3)
     if rng.random() < 0.5:
-        streaks = uniform_filter1d(rng.normal(size=(size, size)), int(rng.integers(15, 40)), axis=1, mode="wrap")
+        streaks = uniform_filter1d(
+            rng.normal(size=(size, size)), int(rng.integers(15, 40)), axis=1, mode="wrap"
+        )
         streaks = streaks / streaks.std()
         if rng.random() < 0.5:
             streaks = streaks.T
@@ -257,7 +264,9 @@ def _industrial_object(rng: np.random.Generator, name: str, scale: float, look: 
         mask = _polygon(x, y, [corner] * 6, angle)
         paint = _steel(rng, x, y, corner)
         shaft = np.hypot(x, y) <= 0.55 * apothem
-        return mask, np.where(shaft[..., None], paint - 30 - 15 * (np.hypot(x, y) / apothem)[..., None], paint)
+        return mask, np.where(
+            shaft[..., None], paint - 30 - 15 * (np.hypot(x, y) / apothem)[..., None], paint
+        )
     outer = rng.uniform(8, 14) * scale
     inner = outer * rng.uniform(0.42, 0.55)
     x, y = _grid(outer, rng)
@@ -271,11 +280,12 @@ _SPECS: dict[str, _Spec] = {
         phrases=tuple(f"{colour} {shape}" for colour in ANCHOR_COLOURS for shape in ANCHOR_SHAPES),
         count=(1, 8),
         gap=2,
+        cluster=0.0,
         background=_anchor_background,
         draw=_anchor_object,
     ),
-    "microscopy": _Spec(MICROSCOPY_PHRASES, (5, 20), 0, _microscopy_background, _microscopy_object),
-    "industrial": _Spec(INDUSTRIAL_PHRASES, (1, 6), 2, _industrial_background, _industrial_object),
+    "microscopy": _Spec(MICROSCOPY_PHRASES, (5, 20), 0, 0.5, _microscopy_background, _microscopy_object),
+    "industrial": _Spec(INDUSTRIAL_PHRASES, (1, 6), 2, 0.0, _industrial_background, _industrial_object),
 }
 
 
@@ -301,12 +311,24 @@ def domain_categories(domain: Domain) -> list[dict[str, object]]:
     return [{"id": i + 1, "name": name, "supercategory": domain} for i, name in enumerate(phrases)]
 
 
-def _place(rng: np.random.Generator, blocked: np.ndarray, mask: np.ndarray) -> tuple[int, int] | None:
-    """A random top-left corner where ``mask`` misses every ``blocked`` pixel, or ``None`` after 60 tries."""
+def _place(
+    rng: np.random.Generator, blocked: np.ndarray, mask: np.ndarray, near: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """A top-left corner where ``mask`` misses every ``blocked`` pixel, or ``None`` after 60 tries.
+
+    With ``near`` (a pixel), the first 30 tries put the mask's centre within its own size of that
+    pixel, so objects crowd into touching clusters; the rest are uniform over the image.
+    """
     h, w = mask.shape
     size = blocked.shape[0]
-    for _ in range(60):
-        y0, x0 = (int(v) for v in rng.integers(0, (size - h + 1, size - w + 1)))
+    for attempt in range(60):
+        if near is not None and attempt < 30:
+            shift = rng.integers(-np.array([h, w]), np.array([h, w]), endpoint=True)
+            y0, x0 = (int(v) for v in np.asarray(near) + shift - (h // 2, w // 2))
+            if not (0 <= y0 <= size - h and 0 <= x0 <= size - w):
+                continue
+        else:
+            y0, x0 = (int(v) for v in rng.integers(0, (size - h + 1, size - w + 1)))
         if not (blocked[y0 : y0 + h, x0 : x0 + w] & mask).any():
             return y0, x0
     return None
@@ -329,20 +351,22 @@ def _render(
     # One object of every chosen category is drawn first, while the image is empty.
     labels = [*chosen, *rng.choice(chosen, count - kinds)]
     blocked = np.zeros((size, size), dtype=bool)
-    objects = []
+    objects, centres = [], []
     for label in labels:
         mask, paint = spec.draw(rng, spec.phrases[label], scale, look)
         rows, cols = np.nonzero(mask)
         top, left = rows.min(), cols.min()
         mask = mask[top : rows.max() + 1, left : cols.max() + 1]
         paint = paint[top : rows.max() + 1, left : cols.max() + 1]
-        if mask.shape[0] > size or mask.shape[1] > size:
-            continue
-        spot = _place(rng, blocked, mask)
+        near = None
+        if objects and rng.random() < spec.cluster:
+            near = centres[int(rng.integers(len(centres)))]
+        spot = _place(rng, blocked, mask, near)
         if spot is None:
             continue
         full = np.zeros((size, size), dtype=bool)
         full[spot[0] : spot[0] + mask.shape[0], spot[1] : spot[1] + mask.shape[1]] = mask
+        centres.append((spot[0] + mask.shape[0] // 2, spot[1] + mask.shape[1] // 2))
         pixels[full] = paint[mask]
         blocked |= binary_dilation(full, np.ones((3, 3), bool), iterations=spec.gap) if spec.gap else full
         objects.append((int(label), full))

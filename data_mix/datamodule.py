@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from data_mix.coco import CocoSet, read_coco_set
 from data_mix.collate import VISUAL_PROMPT_TEXT, ConceptCollator
 from data_mix.dataset import ConceptDataset
+from data_mix.mixing import AnchorMixSampler
 from data_mix.transforms import eval_transform, train_transform
 
 
@@ -34,6 +35,10 @@ class ConceptDataModule(L.LightningDataModule):
             ``val_json``.
         predict_image_dir: Image folder of the predict set; defaults to ``val_image_dir`` (which
             defaults to ``image_dir``).
+        anchor_json: COCO file of general "anchor" data mixed into training so the model keeps what it
+            knew (the SAM 3 paper mixes new-domain data 1:1 with general data); ``None`` for none.
+        anchor_image_dir: Image folder of the anchor set; defaults to ``image_dir``.
+        anchor_ratio: Anchor images drawn per training image each epoch (a fresh draw every epoch).
         image_size: Side of the square network input in pixels (1008 for SAM 3).
         batch_size: Images per batch; every image brings all of its queries.
         num_workers: DataLoader worker processes.
@@ -62,6 +67,9 @@ class ConceptDataModule(L.LightningDataModule):
         test_image_dir: str | None = None,
         predict_json: str | None = None,
         predict_image_dir: str | None = None,
+        anchor_json: str | None = None,
+        anchor_image_dir: str | None = None,
+        anchor_ratio: float = 1.0,
         image_size: int = 1008,
         batch_size: int = 1,
         num_workers: int = 0,
@@ -93,6 +101,7 @@ class ConceptDataModule(L.LightningDataModule):
             "val": (val_json, val_image_dir),
             "test": (test_json, test_image_dir or val_image_dir),
             "predict": (predict_json, predict_image_dir),
+            "anchor": (anchor_json, anchor_image_dir or image_dir),
         }
         self.train_collator = ConceptCollator(exemplar_prob, visual_only_prob, seed)
         self.eval_collator = ConceptCollator()
@@ -122,7 +131,12 @@ class ConceptDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Read the files the stage needs (fit: train and val; validate; test; predict; else all)."""
-        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}
+        splits = {
+            "fit": ["train", "anchor", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["predict"],
+        }
         for split in splits.get(stage or "", list(self.files)):
             self._load(split)
 
@@ -134,7 +148,12 @@ class ConceptDataModule(L.LightningDataModule):
         hp = self.hparams
         transform = train_transform(hp.image_size) if hp.augment else eval_transform(hp.image_size)
         dataset = ConceptDataset(coco.samples, transform, hp.max_queries_per_image, seed=hp.seed)
-        return self._loader(dataset, self.train_collator, shuffle=True)
+        anchor = self._load("anchor")
+        if anchor is None:
+            return self._loader(dataset, self.train_collator, shuffle=True)
+        anchor_set = ConceptDataset(anchor.samples, transform, hp.max_queries_per_image, seed=hp.seed + 1)
+        sampler = AnchorMixSampler(len(dataset), len(anchor_set), hp.anchor_ratio, seed=hp.seed)
+        return self._loader(ConcatDataset([dataset, anchor_set]), self.train_collator, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches, or an empty list (no validation) when ``val_json`` is unset."""
@@ -157,11 +176,18 @@ class ConceptDataModule(L.LightningDataModule):
         )
         return self._loader(dataset, self.eval_collator, shuffle=False)
 
-    def _loader(self, dataset: ConceptDataset, collate: ConceptCollator, shuffle: bool) -> DataLoader:
+    def _loader(
+        self,
+        dataset: Dataset,
+        collate: ConceptCollator,
+        shuffle: bool = False,
+        sampler: AnchorMixSampler | None = None,
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             collate_fn=collate,
             generator=torch.Generator().manual_seed(self.hparams.seed),

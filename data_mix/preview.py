@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from PIL import Image
 
 from data_mix.coco import read_coco
@@ -22,9 +23,9 @@ def preview_grid(
 ) -> Path:
     """Save a grid of ``num`` random samples with their instance masks overlaid.
 
-    Above each image its positive phrases are listed in the colour of their masks, with the number of
-    instances; below it, a few of its negative phrases. The figure is drawn on matplotlib's Agg canvas
-    without touching pyplot's global state.
+    Each positive phrase's masks are tinted and outlined in one colour, named above the image with the
+    number of instances; a few of the image's negative phrases are named below it. The figure is drawn
+    on matplotlib's Agg canvas without touching pyplot's global state.
 
     Args:
         json_path: COCO annotation file.
@@ -42,7 +43,7 @@ def preview_grid(
     picked = sorted(rng.choice(len(samples), size=min(num, len(samples)), replace=False))
     cols = min(3, len(picked))
     rows = -(-len(picked) // cols)
-    fig = Figure(figsize=(3.4 * cols, 4.2 * rows), layout="constrained")
+    fig = Figure(figsize=(3.2 * cols, 4.0 * rows), layout="constrained")
     palette = colormaps["tab10"].colors
     for slot, index in enumerate(picked):
         sample = samples[index]
@@ -50,25 +51,29 @@ def preview_grid(
         image = np.asarray(Image.open(sample.image_path).convert("RGB"), dtype=float) / 255
         positives = [q for q in sample.queries if not q.is_negative]
         absent = [q.phrase for q in sample.queries if q.is_negative]
-        for k, query in enumerate(positives):
-            colour = np.asarray(palette[k % len(palette)])
-            for instance in query.instances:
-                mask = instance.mask_array()
-                image[mask] = 0.55 * image[mask] + 0.45 * colour
-            ax.text(
-                0,
-                1.02 + 0.09 * (len(positives) - 1 - k),
-                f"{query.phrase} \u00d7{len(query.instances)}",
-                color=colour,
-                transform=ax.transAxes,
-                fontsize=9,
-                fontweight="bold",
-            )
+        masks = [[instance.mask_array() for instance in query.instances] for query in positives]
+        for k, query_masks in enumerate(masks):
+            for mask in query_masks:
+                image[mask] = 0.75 * image[mask] + 0.25 * np.asarray(palette[k % len(palette)])
         ax.imshow(image, interpolation="nearest")
-        for k, query in enumerate(positives):
-            for instance in query.instances:
-                ax.contour(instance.mask_array(), levels=[0.5], colors=[palette[k % len(palette)]], linewidths=0.8)
-        shown = [absent[i] for i in sorted(rng.choice(len(absent), min(negatives, len(absent)), replace=False))]
+        for k, query_masks in enumerate(masks):
+            for mask in query_masks:
+                ax.contour(mask, levels=[0.5], colors=[palette[k % len(palette)]], linewidths=1.0)
+        handles = [
+            Patch(color=palette[k % len(palette)], label=f"{query.phrase} \u00d7{len(query.instances)}")
+            for k, query in enumerate(positives)
+        ]
+        ax.legend(
+            handles=handles,
+            loc="lower left",
+            bbox_to_anchor=(0, 1),
+            frameon=False,
+            fontsize=8,
+            borderaxespad=0.2,
+        )
+        shown = [
+            absent[i] for i in sorted(rng.choice(len(absent), min(negatives, len(absent)), replace=False))
+        ]
         ax.set_xlabel("not: " + ", ".join(shown) if shown else "", fontsize=8, color="dimgray")
         ax.set_xticks([])
         ax.set_yticks([])

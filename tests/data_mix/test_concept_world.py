@@ -1,0 +1,134 @@
+import hashlib
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from data_mix.coco import read_coco
+from data_mix.concept_world import (
+    ANCHOR_COLOURS,
+    DOMAINS,
+    domain_categories,
+    write_demo_worlds,
+    write_world,
+)
+from data_mix.preview import preview_grid
+
+COUNTS = {"anchor": (1, 8), "microscopy": (5, 20), "industrial": (1, 6)}
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """Twelve 168-pixel images of every domain: {domain: (json_path, image_dir)}."""
+    root = tmp_path_factory.mktemp("worlds")
+    return {domain: write_world(root / domain, domain, num_images=12, seed=7) for domain in DOMAINS}
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_same_seed_byte_identical_other_seed_differs(domain, tmp_path):
+    start = time.perf_counter()
+    write_world(tmp_path / "a", domain, num_images=3, seed=1, image_size=96)
+    assert time.perf_counter() - start < 3.0
+    write_world(tmp_path / "b", domain, num_images=3, seed=1, image_size=96)
+    write_world(tmp_path / "c", domain, num_images=3, seed=2, image_size=96)
+    a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
+    assert len(a) == 4 and a == b
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_masks_exact_disjoint_visible_and_images_hold_one_to_three_categories(domain, worlds):
+    json_path, image_dir = worlds[domain]
+    coco = json.loads(json_path.read_text())
+    assert [img["file_name"] for img in coco["images"]] == [f"{i:04d}.png" for i in range(12)]
+    per_image = {}
+    for ann in coco["annotations"]:
+        mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+        ys, xs = np.nonzero(mask)
+        assert mask.shape == (168, 168) and ann["iscrowd"] == 0
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        assert ann["area"] == mask.sum()
+        assert max(ann["bbox"][2:]) >= 8 and ann["area"] >= 40
+        per_image.setdefault(ann["image_id"], []).append((ann["category_id"], mask))
+    assert sorted(per_image) == list(range(1, 13))
+    low, high = COUNTS[domain]
+    for objects in per_image.values():
+        assert low <= len(objects) <= high
+        assert 1 <= len({cat for cat, _ in objects}) <= 3
+        assert sum(mask.astype(int) for _, mask in objects).max() == 1
+
+
+def test_anchor_objects_carry_their_colour(worlds):
+    json_path, image_dir = worlds["anchor"]
+    coco = json.loads(json_path.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    palette = np.array(list(ANCHOR_COLOURS.values()), dtype=float)
+    for ann in coco["annotations"]:
+        pixels = np.asarray(Image.open(image_dir / f"{ann['image_id'] - 1:04d}.png"), dtype=float)
+        mean = pixels[mask_utils.decode(ann["segmentation"]).astype(bool)].mean(axis=0)
+        nearest = list(ANCHOR_COLOURS)[int(np.abs(palette - mean).sum(axis=1).argmin())]
+        assert names[ann["category_id"]].split()[0] == nearest
+
+
+def test_vocabularies_are_new_words_and_unknown_domain_fails():
+    assert DOMAINS == ("anchor", "microscopy", "industrial")
+    anchor = domain_categories("anchor")
+    assert len(anchor) == 16 and [c["id"] for c in anchor] == list(range(1, 17))
+    anchor_words = {word for c in anchor for word in c["name"].split()}
+    for domain in DOMAINS[1:]:
+        names = [c["name"] for c in domain_categories(domain)]
+        assert len(names) == len(set(names)) >= 4
+        assert not anchor_words & {word for name in names for word in name.split()}
+    with pytest.raises(ValueError, match="unknown domain 'medical'"):
+        domain_categories("medical")
+    with pytest.raises(ValueError, match="image_size"):
+        write_world("unused", "anchor", 1, image_size=32)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_image_has_negatives_and_every_phrase_is_frequent(domain, worlds):
+    samples = read_coco(*worlds[domain])
+    phrases = [c["name"] for c in domain_categories(domain)]
+    present = {phrase: 0 for phrase in phrases}
+    for sample in samples:
+        assert sorted(q.phrase for q in sample.queries) == sorted(phrases)
+        positives = [q.phrase for q in sample.queries if not q.is_negative]
+        assert 1 <= len(positives) <= 3 and len(positives) < len(phrases)
+        for phrase in positives:
+            present[phrase] += 1
+    # 12 images with 1-3 of the phrases each: every phrase shows up, anchor's 16 included
+    assert min(present.values()) >= (1 if domain == "anchor" else 3)
+
+
+def test_demo_worlds_have_exact_shots_and_disjoint_validation(tmp_path):
+    paths = write_demo_worlds(
+        tmp_path, seed=3, image_size=64, anchor_train=3, anchor_val=2, target_shots=4, target_val=3
+    )
+    assert sorted(paths) == sorted(f"{d}/{s}" for d in DOMAINS for s in ("train", "val"))
+    for domain in DOMAINS:
+        train_json, train_dir = paths[f"{domain}/train"]
+        val_json, val_dir = paths[f"{domain}/val"]
+        assert train_json == tmp_path / domain / "train" / "annotations.json"
+        expected = (3, 2) if domain == "anchor" else (4, 3)
+        counts = tuple(len(json.loads(p.read_text())["images"]) for p in (train_json, val_json))
+        assert counts == expected
+        assert (len(list(train_dir.glob("*.png"))), len(list(val_dir.glob("*.png")))) == expected
+        digests = [
+            {hashlib.sha256(p.read_bytes()).digest() for p in d.glob("*.png")} for d in (train_dir, val_dir)
+        ]
+        assert not digests[0] & digests[1]
+
+
+def test_preview_writes_a_png(worlds, tmp_path):
+    out = preview_grid(*worlds["microscopy"], tmp_path / "sub" / "preview.png", num=4, seed=1)
+    assert out == tmp_path / "sub" / "preview.png"
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 300
+        assert len(np.unique(np.asarray(image.convert("L")))) > 20
