@@ -10,8 +10,10 @@ from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
 
 from adapt.demo import demo
+from adapt.evaluation import evaluate
 from adapt.export import export
 from adapt.pretrain_tiny import pretrain_tiny
+from adapt.publish import publish, upload
 from adapt.task import ConceptSegmentationTask
 from data_mix.datamodule import ConceptDataModule
 from data_mix.shapes import write_shapes_coco
@@ -47,9 +49,12 @@ def make_shapes(
 
 EXTRA_VERBS: dict[str, Callable[..., object]] = {
     "demo": demo,
+    "evaluate": evaluate,
     "make-shapes": make_shapes,
     "export": export,
     "pretrain-tiny": pretrain_tiny,
+    "publish": publish,
+    "upload": upload,
 }
 
 

@@ -50,6 +50,10 @@ def demo(
     shots: int = 10,
     anchor_mix: bool = True,
     recipe: str = str(RECIPE),
+    base: str | None = None,
+    max_epochs: int | None = None,
+    anchor_images: int = 1000,
+    val_images: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Adapt the built-in tiny SAM 3 to a target domain of the concept world and show what changed.
@@ -60,6 +64,10 @@ def demo(
         shots: Labelled target-domain images to train on.
         anchor_mix: Mix anchor-world images 1:1 into training (keeps what the base knew).
         recipe: Recipe YAML whose model, data and trainer settings the fit uses.
+        base: Base model instead of the recipe's ``model.checkpoint``.
+        max_epochs: Training epochs instead of the recipe's ``trainer.max_epochs``.
+        anchor_images: Anchor-world images available for mixing.
+        val_images: Held-out images per domain (target and anchor), the same before and after.
         seed: Seed of the world and of training.
 
     Returns:
@@ -68,7 +76,14 @@ def demo(
     from adapt.cli import lightning_cli  # the CLI module lists this function as a verb
 
     root = Path(out)
-    world = write_demo_worlds(root / "world", seed=seed, target_shots=shots)
+    world = write_demo_worlds(
+        root / "world",
+        seed=seed,
+        anchor_train=anchor_images,
+        anchor_val=val_images,
+        target_shots=shots,
+        target_val=val_images,
+    )
     train_json, train_dir = world[f"{domain}/train"]
     held_out = {"target": world[f"{domain}/val"], "anchor": world["anchor/val"]}
     args = [
@@ -80,6 +95,10 @@ def demo(
         f"--trainer.default_root_dir={root / 'fit'}",
         "--trainer.logger=false",
     ]
+    if base is not None:
+        args.append(f"--model.checkpoint={base}")
+    if max_epochs is not None:
+        args.append(f"--trainer.max_epochs={max_epochs}")
     if anchor_mix:
         anchor_json, anchor_dir = world["anchor/train"]
         args += [f"--data.anchor_json={anchor_json}", f"--data.anchor_image_dir={anchor_dir}"]

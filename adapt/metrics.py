@@ -9,6 +9,9 @@ positives on negative pairs never enter it. IL_MCC is the Matthews correlation o
 decision (predicted present = any kept prediction, truly present = any ground truth); it does not
 depend on the IoU threshold. pmF1, and therefore cgF1, is averaged over IoU 0.50:0.05:0.95 and also
 reported at 0.50 and 0.75. Crowd annotations are left out of cgF1, as in the reference.
+
+Counting, a main use of concept prompts, is measured by ``count_MAE``: the mean absolute difference
+between kept predictions and (non-crowd) true instances over every evaluated pair.
 """
 
 from __future__ import annotations
@@ -72,6 +75,58 @@ def top_per_image(results: Iterable[dict[str, Any]], max_dets: int) -> list[dict
     return kept
 
 
+def run_cocoeval(
+    gt: dict[str, Any],
+    results: list[dict[str, Any]],
+    iou_type: str,
+    img_ids: Iterable[int] | None = None,
+    cat_ids: Iterable[int] | None = None,
+    max_dets: int = 100,
+) -> COCOeval:
+    """Run pycocotools' COCOeval on result records (top ``max_dets`` detections per image), quietly.
+
+    Args:
+        gt: COCO-format ground truth dict (polygon, RLE or, for ``"bbox"``, no segmentation).
+        results: Records as made by :func:`adapt.coco_results.to_coco_results`.
+        iou_type: ``"bbox"`` or ``"segm"``.
+        img_ids: Images to evaluate (COCOeval ``params.imgIds``); all images of ``gt`` if ``None``.
+        cat_ids: Categories to evaluate (``params.catIds``); all categories of ``gt`` if ``None``.
+        max_dets: Detections kept per image, best first, across categories, as the SAM 3 reference
+            does before COCOeval; also COCOeval's largest ``maxDets``.
+
+    Returns:
+        The evaluated, accumulated and summarised ``COCOeval`` (``stats``, ``eval["precision"]``, ...).
+
+    Raises:
+        ValueError: For an unknown ``iou_type``, results on images that ``gt`` lacks, or ``"segm"``
+            results without masks.
+    """
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    coco_gt = load_coco(gt)
+    unknown = {r["image_id"] for r in results} - set(coco_gt.imgs)
+    if unknown:
+        raise ValueError(f"results for image ids {sorted(unknown)} that the ground truth does not contain")
+    dets = copy.deepcopy(top_per_image(results, max_dets))
+    if iou_type == "segm":
+        for det in dets:
+            if "segmentation" not in det:
+                raise ValueError(f"segm AP needs masks; a result on image {det['image_id']} has none")
+            # COCO splits objects by size using the result's area; loadRes takes the box area when a
+            # bbox is present, so drop it to use the mask area (as detectron2 does).
+            det.pop("bbox", None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        evaluator.params.imgIds = sorted(coco_gt.imgs) if img_ids is None else sorted(img_ids)
+        evaluator.params.catIds = sorted(coco_gt.cats) if cat_ids is None else sorted(cat_ids)
+        evaluator.params.maxDets = [1, 10, max_dets]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
 def coco_ap(
     gt: dict[str, Any],
     results: list[dict[str, Any]],
@@ -98,29 +153,7 @@ def coco_ap(
         ValueError: For an unknown ``iou_type``, results on images that ``gt`` lacks, ``"segm"`` results
             without masks, or no (non-crowd) ground truth among the evaluated images and categories.
     """
-    if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    coco_gt = load_coco(gt)
-    unknown = {r["image_id"] for r in results} - set(coco_gt.imgs)
-    if unknown:
-        raise ValueError(f"results for image ids {sorted(unknown)} that the ground truth does not contain")
-    dets = copy.deepcopy(top_per_image(results, max_dets))
-    if iou_type == "segm":
-        for det in dets:
-            if "segmentation" not in det:
-                raise ValueError(f"segm AP needs masks; a result on image {det['image_id']} has none")
-            # COCO splits objects by size using the result's area; loadRes takes the box area when a
-            # bbox is present, so drop it to use the mask area (as detectron2 does).
-            det.pop("bbox", None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
-        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-        evaluator.params.imgIds = sorted(coco_gt.imgs) if img_ids is None else sorted(img_ids)
-        evaluator.params.catIds = sorted(coco_gt.cats) if cat_ids is None else sorted(cat_ids)
-        evaluator.params.maxDets = [1, 10, max_dets]
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
+    evaluator = run_cocoeval(gt, results, iou_type, img_ids, cat_ids, max_dets)
     stats = [float(v) for v in evaluator.stats]
     if stats[0] == -1:
         raise ValueError(
@@ -221,7 +254,7 @@ class ConceptEvaluator:
         boxes_xyxy: ArrayLike,
         scores: ArrayLike,
         masks: ArrayLike | None = None,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         """Record the predictions of one (image, phrase) pair.
 
         Args:
@@ -230,6 +263,9 @@ class ConceptEvaluator:
             boxes_xyxy: ``(N, 4)`` boxes in absolute pixels of the original image; ``N`` may be 0.
             scores: ``(N,)`` scores.
             masks: ``(N, H, W)`` boolean masks at the original image size; required when segm is evaluated.
+
+        Returns:
+            The pair's COCO result records that AP may see (its best ``max_dets``), best first.
 
         Raises:
             ValueError: For an image or category the ground truth lacks, a pair added twice, missing
@@ -252,8 +288,10 @@ class ConceptEvaluator:
                 raise ValueError(f"{where}: masks are {size}, image is {(image['height'], image['width'])}")
         records = to_coco_results(image_id, category_id, boxes_xyxy, scores, masks)
         # Keeping each pair's best max_dets loses nothing: the best max_dets of an image are among them.
-        self._results.extend(sorted(records, key=lambda r: -r["score"])[: self.max_dets])
+        best = sorted(records, key=lambda r: -r["score"])[: self.max_dets]
+        self._results.extend(best)
         self._pairs[(image_id, category_id)] = self._count(image_id, category_id, records)
+        return best
 
     def _count(self, image_id: int, category_id: int, records: list[dict[str, Any]]) -> PairCounts:
         gts = [
@@ -270,12 +308,71 @@ class ConceptEvaluator:
             tp = match_pair(ious)
         return PairCounts(tp=tp, fp=len(dts) - tp, fn=len(gts) - tp, has_gt=bool(gts), has_pred=bool(dts))
 
+    @property
+    def pairs(self) -> dict[tuple[int, int], PairCounts]:
+        """Matching outcome of every added pair, by ``(image_id, category_id)``."""
+        return dict(self._pairs)
+
+    def subset(
+        self, pairs: Iterable[tuple[int, int]], iou_types: Iterable[str] | None = None
+    ) -> ConceptEvaluator:
+        """An evaluator holding only some of the added pairs, e.g. one phrase or one source (a slice).
+
+        Args:
+            pairs: ``(image_id, category_id)`` keys of added pairs.
+            iou_types: AP flavours the slice computes, among those evaluated here; all of them if ``None``.
+
+        Returns:
+            A new evaluator sharing this one's ground truth; adding to it does not change this one.
+
+        Raises:
+            ValueError: If a key was never added, or an IoU type is not evaluated here.
+        """
+        keep = {(int(i), int(c)) for i, c in pairs}
+        unknown = keep - self._pairs.keys()
+        if unknown:
+            raise ValueError(f"pairs {sorted(unknown)[:5]} were never added to this evaluator")
+        iou_types = self.iou_types if iou_types is None else tuple(iou_types)
+        if not iou_types or set(iou_types) - set(self.iou_types):
+            raise ValueError(f"iou_types must be a non-empty subset of {self.iou_types}, got {iou_types}")
+        sub = copy.copy(self)
+        sub.iou_types = iou_types
+        sub._pairs = {key: counts for key, counts in self._pairs.items() if key in keep}
+        sub._results = [r for r in self._results if (r["image_id"], r["category_id"]) in keep]
+        return sub
+
+    def cocoeval(self, iou_type: str) -> COCOeval:
+        """The COCOeval of pycocotools over the added pairs, as :meth:`compute` runs it for AP.
+
+        Args:
+            iou_type: One of :attr:`iou_types`.
+
+        Returns:
+            The evaluated ``COCOeval``: ``stats`` (AP by size too) and ``eval["precision"]`` (PR curves).
+
+        Raises:
+            ValueError: If ``iou_type`` is not evaluated or no pair was added.
+        """
+        if iou_type not in self.iou_types:
+            raise ValueError(f"{iou_type!r} is not evaluated here (iou_types={self.iou_types})")
+        if not self._pairs:
+            raise ValueError("no (image, phrase) pair was added; nothing to evaluate")
+        gt, img_ids, cat_ids = self._pairs_gt()
+        return run_cocoeval(gt, self._results, iou_type, img_ids, cat_ids, self.max_dets)
+
+    def _pairs_gt(self) -> tuple[dict[str, Any], set[int], set[int]]:
+        """Ground truth of the added pairs only, with their image and category ids."""
+        gt = dict(self._coco.dataset)
+        gt["annotations"] = [a for a in gt["annotations"] if (a["image_id"], a["category_id"]) in self._pairs]
+        return gt, {i for i, _ in self._pairs}, {c for _, c in self._pairs}
+
     def compute(self) -> dict[str, float]:
         """Metrics over every pair added since the last :meth:`reset`.
 
         Returns:
             ``<iou_type>/AP``, ``/AP50``, ``/AP75``, ``/AR<max_dets>`` for each evaluated IoU type, and
-            ``cgF1``, ``cgF1@50``, ``cgF1@75``, ``pmF1``, ``pmF1@50``, ``pmF1@75``, ``IL_MCC``.
+            ``cgF1``, ``cgF1@50``, ``cgF1@75``, ``pmF1``, ``pmF1@50``, ``pmF1@75``, ``IL_MCC``, and
+            ``count_MAE`` (kept predictions vs true instances per pair).
 
         Raises:
             ValueError: If no pair was added, or none has ground truth (cgF1 and AP need positives).
@@ -293,10 +390,7 @@ class ConceptEvaluator:
                 "no negative pair was evaluated, so IL_MCC and cgF1 are 0 by definition", stacklevel=2
             )
         metrics: dict[str, float] = {}
-        gt = dict(self._coco.dataset)
-        gt["annotations"] = [a for a in gt["annotations"] if (a["image_id"], a["category_id"]) in self._pairs]
-        img_ids = {i for i, _ in self._pairs}
-        cat_ids = {c for _, c in self._pairs}
+        gt, img_ids, cat_ids = self._pairs_gt()
         for iou_type in self.iou_types:
             ap = coco_ap(gt, self._results, iou_type, img_ids, cat_ids, self.max_dets)
             metrics.update({f"{iou_type}/{k}": float(v) for k, v in ap.items()})
@@ -319,6 +413,7 @@ class ConceptEvaluator:
                 "pmF1@50": float(pm_f1[_AT_50]),
                 "pmF1@75": float(pm_f1[_AT_75]),
                 "IL_MCC": float(il_mcc),
+                "count_MAE": float(np.mean([abs(int(c.fp[0]) - int(c.fn[0])) for c in pairs])),
             }
         )
         return metrics

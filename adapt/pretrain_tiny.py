@@ -28,13 +28,15 @@ def pretrain_tiny(
     image_size: int = 168,
     train_images: int = 2000,
     val_images: int = 100,
-    max_minutes: float = 50.0,
+    max_minutes: float = 55.0,
     max_steps: int = 20000,
     batch_size: int = 8,
+    max_queries_per_image: int = 8,
     lr: float = 1e-3,
     warmup_steps: int = 500,
     val_every_steps: int = 1000,
     seed: int = 0,
+    ckpt_path: str | None = None,
 ) -> dict[str, float]:
     """Train a tiny SAM 3 from random weights on the anchor world and write it to ``out``.
 
@@ -47,11 +49,15 @@ def pretrain_tiny(
         val_images: Held-out anchor images (from seed ``2 * seed + 1``; training uses ``2 * seed``).
         max_minutes: Wall-clock budget of training.
         max_steps: Step budget of training (whichever budget ends first).
-        batch_size: Images per step (each with all its positive and negative phrases).
+        batch_size: Images per step.
+        max_queries_per_image: Phrases per image and step: its positives, then random negatives (a
+            fresh draw each time). Halves the step time against all 16 phrases.
         lr: Learning rate of every component (from scratch, so no per-component decay).
         warmup_steps: Linear warm-up before the inverse-square-root decay.
         val_every_steps: Held-out evaluation interval (logged to ``work_dir``).
         seed: Seed of the world, the initial weights, the data order and the augmentation.
+        ckpt_path: Resume an interrupted or extended run from this Lightning checkpoint (``last``
+            for the newest in ``work_dir``); ``max_minutes`` and ``max_steps`` count the whole run.
 
     Returns:
         The final held-out anchor metrics.
@@ -72,6 +78,7 @@ def pretrain_tiny(
         val_image_dir=str(val_dir),
         image_size=image_size,
         batch_size=batch_size,
+        max_queries_per_image=max_queries_per_image,
         seed=seed,
     )
     task = ConceptSegmentationTask(
@@ -96,7 +103,7 @@ def pretrain_tiny(
         num_sanity_val_steps=0,
     )
     started = time.time()
-    trainer.fit(task, data)
+    trainer.fit(task, data, ckpt_path=ckpt_path)
     minutes = (time.time() - started) / 60
     metrics = trainer.validate(task, data, verbose=False)[0]
 
@@ -111,6 +118,7 @@ def pretrain_tiny(
             "train_images": train_images,
             "val_images": val_images,
             "batch_size": batch_size,
+            "max_queries_per_image": max_queries_per_image,
             "lr": lr,
             "warmup_steps": warmup_steps,
             "seed": seed,
@@ -118,6 +126,7 @@ def pretrain_tiny(
             "threads": torch.get_num_threads(),
         },
         "steps": trainer.global_step,
+        "resumed_from": ckpt_path,
         "minutes": round(minutes, 1),
         "held_out_anchor": {k: round(float(v), 4) for k, v in metrics.items()},
     }

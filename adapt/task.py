@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 
 from adapt.coco_results import to_coco_results
 from adapt.metrics import ConceptEvaluator
@@ -114,7 +115,7 @@ class ConceptSegmentationTask(LightningModule):
 
     def on_fit_start(self) -> None:
         """Report what trains, and refuse phrases that do not fit the text encoder before any step."""
-        print(describe_trainable(self.segmenter.network))
+        rank_zero_info(describe_trainable(self.segmenter.network))
         self._check_phrases()
 
     def _check_phrases(self) -> None:

@@ -1,0 +1,124 @@
+"""The labelled set an evaluation runs on: one COCO file, or several merged so each stays a source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from data_mix.coco import CocoSet, read_coco_set
+
+
+def as_list(value: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One path or a sequence of paths, as a list of paths."""
+    return [Path(value)] if isinstance(value, (str, Path)) else [Path(v) for v in value]
+
+
+def source_labels(json_paths: Sequence[Path]) -> list[str]:
+    """Short distinct names for annotation files: the file name, with parent folders where needed.
+
+    ``world/microscopy/val/annotations.json`` and ``world/anchor/val/annotations.json`` become
+    ``microscopy/val/annotations.json`` and ``anchor/val/annotations.json``.
+    """
+    parts = [path.resolve().parts for path in json_paths]
+    depth = 1
+    while depth < max(len(p) for p in parts):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+        depth += 1
+    return [str(path) for path in json_paths]
+
+
+def read_eval_set(
+    data_json: str | Path | Sequence[str | Path],
+    image_dir: str | Path | Sequence[str | Path],
+    prompt_map: dict[str, str] | str | None = None,
+) -> CocoSet:
+    """Read the labelled set, every absent category of an image queried as a negative phrase.
+
+    Several files are merged into one set: images, annotations and categories get new ids (phrases
+    that are equal across files share one category), and each sample's ``source`` names its file, so
+    breakdowns by source compare them. An image is queried only with its own file's phrases.
+
+    Args:
+        data_json: One COCO file or several.
+        image_dir: The image folder of each file (one folder serves every file).
+        prompt_map: Phrase overrides ``{category name: phrase}`` (or a JSON/YAML file), for every file.
+
+    Returns:
+        The set; ``json_path`` is the first file.
+
+    Raises:
+        ValueError: If the numbers of files and folders disagree, or no (image, phrase) pair has an
+            instance (AP and cgF1 need positives).
+    """
+    jsons, dirs = as_list(data_json), as_list(image_dir)
+    if not jsons:
+        raise ValueError("data_json names no annotation file")
+    if len(dirs) == 1:
+        dirs = dirs * len(jsons)
+    if len(dirs) != len(jsons):
+        raise ValueError(f"{len(jsons)} annotation files but {len(dirs)} image folders; give one or as many")
+    sets = [read_coco_set(j, d, prompt_map=prompt_map) for j, d in zip(jsons, dirs, strict=True)]
+    merged = sets[0] if len(sets) == 1 else merge_sets(sets, source_labels(jsons))
+    if not any(sample.positives for sample in merged.samples):
+        names = ", ".join(str(j) for j in jsons)
+        raise ValueError(
+            f"{names}: no image has an instance of any phrase ({len(merged.samples)} images, "
+            f"{sum(len(s.queries) for s in merged.samples)} negative pairs); AP and cgF1 need positive pairs"
+        )
+    return merged
+
+
+def merge_sets(sets: Sequence[CocoSet], labels: Sequence[str]) -> CocoSet:
+    """Merge COCO sets into one with fresh ids, categories joined by phrase.
+
+    Args:
+        sets: The sets, as read by :func:`data_mix.coco.read_coco_set`.
+        labels: Source name of each set, written into its samples' ``source``.
+
+    Returns:
+        The merged set.
+    """
+    category_of: dict[str, int] = {}
+    phrases: dict[int, tuple[str, str]] = {}
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    samples = []
+    for coco, label in zip(sets, labels, strict=True):
+        new_cat = {}
+        for cat_id, (phrase, origin) in coco.phrases.items():
+            new_cat[cat_id] = category_of.setdefault(phrase, len(category_of) + 1)
+            phrases.setdefault(new_cat[cat_id], (phrase, origin))
+        new_image = {}
+        for image in coco.gt["images"]:
+            new_image[image["id"]] = len(images) + 1
+            images.append({**image, "id": new_image[image["id"]]})
+        new_ann = {}
+        for ann in coco.gt["annotations"]:
+            new_ann[ann["id"]] = len(annotations) + 1
+            annotations.append(
+                {
+                    **ann,
+                    "id": new_ann[ann["id"]],
+                    "image_id": new_image[ann["image_id"]],
+                    "category_id": new_cat[ann["category_id"]],
+                }
+            )
+        for sample in coco.samples:
+            queries = [
+                replace(
+                    query,
+                    category_id=new_cat[query.category_id],
+                    instances=[replace(i, annotation_id=new_ann[i.annotation_id]) for i in query.instances],
+                )
+                for query in sample.queries
+            ]
+            samples.append(
+                replace(sample, image_id=new_image[sample.image_id], queries=queries, source=label)
+            )
+    categories = [{"id": cat_id, "name": phrase} for phrase, cat_id in category_of.items()]
+    gt = {"images": images, "annotations": annotations, "categories": categories}
+    return CocoSet(json_path=sets[0].json_path, samples=samples, gt=gt, phrases=phrases)

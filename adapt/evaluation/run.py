@@ -1,0 +1,260 @@
+"""``sam3-adapt evaluate``: predict a labelled set, measure it the SAM 3 way, and write a report."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from adapt.coco_results import write_coco_results
+from adapt.evaluation.breakdowns import breakdowns, count_errors
+from adapt.evaluation.calibration import calibration, calibration_figure
+from adapt.evaluation.curves import pr_figure
+from adapt.evaluation.data import as_list, read_eval_set
+from adapt.evaluation.pairs import PairTable
+from adapt.evaluation.pictures import pairs_figure, select_pairs
+from adapt.evaluation.report import write_report
+from adapt.metrics import ConceptEvaluator
+from adapt.predictions import detections_per_query
+from data_mix.coco import CocoSet
+from data_mix.collate import ConceptCollator
+from data_mix.dataset import ConceptDataset
+from data_mix.transforms import eval_transform
+from model.forward import ConceptSegmenter
+from model.loading import load_sam3
+
+
+@dataclass
+class Run:
+    """One model's predictions on the set: the evaluator (headline metrics) and the per-pair table."""
+
+    label: str
+    evaluator: ConceptEvaluator
+    table: PairTable
+
+
+def predict_set(
+    coco: CocoSet,
+    segmenter: ConceptSegmenter,
+    label: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    score_threshold: float,
+    max_detections: int,
+    device: str,
+    num_workers: int,
+    progress: bool,
+) -> Run:
+    """Run a model over every (image, phrase) pair of ``coco`` and collect its detections.
+
+    Returns:
+        The :class:`Run`.
+    """
+    evaluator = ConceptEvaluator(coco.gt, score_threshold=score_threshold, max_dets=max_detections)
+    table = PairTable(coco.gt, evaluator.cgf1_iou_type)
+    phrases = {cat_id: phrase for cat_id, (phrase, _) in coco.phrases.items()}
+    sources = {sample.image_id: sample.source for sample in coco.samples}
+    loader = DataLoader(
+        ConceptDataset(coco.samples, eval_transform(image_size)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=ConceptCollator(),
+    )
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"evaluate {label}", unit="batch", disable=not progress):
+            index = batch["query_image_index"]
+            outputs = segmenter(
+                batch["pixel_values"].to(device),
+                batch["phrases"],
+                index,
+                mask_queries=None if "segm" in evaluator.iou_types else index.new_zeros(0),
+            )
+            found = detections_per_query(outputs, batch["orig_sizes"], index, top_k=max_detections)
+            image_ids = batch["image_ids"][index].tolist()
+            for image_id, cat_id, det in zip(image_ids, batch["query_category_ids"].tolist(), found):
+                masks = None if det.masks is None else det.masks.cpu()
+                records = evaluator.add(image_id, cat_id, det.boxes.cpu(), det.scores.cpu(), masks)
+                table.add(image_id, cat_id, phrases[cat_id], sources[image_id], records)
+    return Run(label, evaluator, table)
+
+
+def analyse(run: Run, threshold: float) -> tuple[dict[str, Any], COCOeval]:
+    """Headline metrics, counts, calibration and breakdowns of a run.
+
+    Returns:
+        The run's part of ``metrics.json``, and the COCOeval of its matching IoU type (for PR curves).
+    """
+    evaluator, pairs = run.evaluator, run.table.pairs
+    cocoeval = evaluator.cocoeval(evaluator.cgf1_iou_type)
+    return {
+        "label": run.label,
+        "metrics": evaluator.compute(),
+        "counts": count_errors(pairs, threshold),
+        "calibration": calibration(pairs),
+        "breakdowns": breakdowns(evaluator, cocoeval, pairs, threshold),
+    }, cocoeval
+
+
+def draw_figures(
+    run: Run, result: dict[str, Any], cocoeval: COCOeval, coco: CocoSet, folder: Path, prefix: str, count: int
+) -> dict[str, Path]:
+    """Write the run's PNG figures into ``folder``; returns their paths by figure key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    threshold = run.evaluator.score_threshold
+    phrases = {cat_id: phrase for cat_id, (phrase, _) in coco.phrases.items()}
+    figures = {
+        "calibration": calibration_figure(result["calibration"], threshold, f"threshold sweep: {run.label}"),
+        "pr_curves": pr_figure(cocoeval, phrases, f"precision-recall: {run.label}"),
+    }
+    image_paths = {sample.image_id: sample.image_path for sample in coco.samples}
+    for key, pairs in select_pairs(run.table.pairs, threshold, count).items():
+        if pairs:
+            figures[key] = pairs_figure(pairs, run.table, image_paths, threshold)
+    paths = {}
+    for key, figure in figures.items():
+        paths[key] = folder / f"{prefix}_{key}.png"
+        figure.savefig(paths[key], dpi=90)
+    return paths
+
+
+def evaluate(
+    data_json: str | list[str],
+    image_dir: str | list[str],
+    model: str = "tiny",
+    adapter: str | None = None,
+    baseline: bool = False,
+    out: str = "runs/evaluate",
+    image_size: int | None = None,
+    batch_size: int = 4,
+    score_threshold: float = 0.5,
+    max_detections: int = 100,
+    prompt_map: dict[str, str] | str | None = None,
+    pictures: int = 6,
+    device: str | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a SAM 3 model (optionally adapted) on a labelled COCO set and write a report.
+
+    Every image is queried with every phrase of its file: phrases with instances are positive pairs,
+    the others negative pairs. Writes into ``out``: ``metrics.json`` (headline metrics, counts,
+    calibration sweep, breakdowns; with ``baseline`` also the base model's and the deltas),
+    ``results.json`` (COCO results, masks as RLE; ``baseline_results.json`` for the base),
+    ``report.html`` (a single self-contained file) and the report's figures as PNG in ``figures/``.
+
+    Args:
+        data_json: COCO annotation file, or several (each becomes a source in the breakdowns).
+        image_dir: Folder the images' ``file_name`` values are relative to (one per file, or one for all).
+        model: Base SAM 3: hub id, local HF-format folder, or ``tiny`` / ``tiny-random``.
+        adapter: PEFT adapter (hub id or folder) to put on ``model``; it must have been trained on it.
+        baseline: Also evaluate ``model`` without the adapter and report both side by side with deltas.
+        out: Output folder.
+        image_size: Network input side in pixels; default: the checkpoint's processor size.
+        batch_size: Images per forward pass (each brings all of its phrases).
+        score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
+        max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
+        prompt_map: Phrase overrides ``{category name: phrase}`` or a JSON/YAML file with them.
+        pictures: Most image-phrase pairs per picture in the report.
+        device: ``cuda``, ``cpu``, ...; default: CUDA when available.
+        num_workers: DataLoader worker processes.
+        progress: Show a progress bar.
+
+    Returns:
+        The content of ``metrics.json``.
+
+    Raises:
+        ValueError: On a set without positive pairs, ``baseline`` without ``adapter``, an adapter
+            trained on another base model, or a bad setting.
+    """
+    if baseline and adapter is None:
+        raise ValueError("baseline=True compares an adapted model with its base: also pass adapter")
+    if not 0.0 < score_threshold <= 1.0:
+        raise ValueError(f"score_threshold must be in (0, 1], got {score_threshold}")
+    if batch_size < 1 or max_detections < 1 or pictures < 0:
+        raise ValueError("batch_size and max_detections must be positive and pictures non-negative")
+    coco = read_eval_set(data_json, image_dir, prompt_map)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    network, processor = load_sam3(model, adapter=adapter, device=device)
+    segmenter = ConceptSegmenter(network, processor.tokenizer).eval()
+    for phrase, origin in coco.phrases.values():
+        segmenter.check_phrase(phrase, origin)
+    settings = {
+        "image_size": image_size or int(processor.image_processor.size["height"]),
+        "batch_size": batch_size,
+        "score_threshold": score_threshold,
+        "max_detections": max_detections,
+        "device": device,
+        "num_workers": num_workers,
+        "progress": progress,
+    }
+    # Local folders are named by their last component; hub ids and short names as given.
+    name = Path(model).name if Path(model).exists() else model
+    runs = {"model": (adapter, f"{name} + {Path(adapter).name}" if adapter else name, nullcontext())}
+    if baseline:
+        # The base model is the adapted one with its LoRA layers switched off: no second load.
+        runs["baseline"] = (None, f"{name} (base)", network.disable_adapter())
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    figures = {}
+    for key, (run_adapter, label, adapters) in runs.items():
+        with adapters:
+            run = predict_set(coco, segmenter, label, **settings)
+        result, cocoeval = analyse(run, score_threshold)
+        result.update(model=model, adapter=run_adapter)
+        results_file = root / ("results.json" if key == "model" else f"{key}_results.json")
+        result["results_file"] = str(write_coco_results(results_file, run.evaluator.results))
+        figures[key] = draw_figures(run, result, cocoeval, coco, root / "figures", key, pictures)
+        summary[key] = result
+    if baseline:
+        model_metrics, base_metrics = summary["model"]["metrics"], summary["baseline"]["metrics"]
+        summary["delta"] = {k: v - base_metrics[k] for k, v in model_metrics.items() if k in base_metrics}
+    summary["data"] = describe_set(coco, data_json)
+    summary["settings"] = {
+        "score_threshold": score_threshold,
+        "max_detections": max_detections,
+        "image_size": settings["image_size"],
+        "match_iou_type": run.evaluator.cgf1_iou_type,
+        "skipped": run.evaluator.skipped,
+    }
+    (root / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report = write_report(root / "report.html", summary, figures)
+    print(headline_text(summary) + f"\nreport: {report}\nmetrics: {root / 'metrics.json'}")
+    return summary
+
+
+def describe_set(coco: CocoSet, data_json: str | list[str]) -> dict[str, Any]:
+    """Size of the evaluated set: images, pairs, positives, negatives, instances, phrases, sources."""
+    queries = [q for sample in coco.samples for q in sample.queries]
+    positives = sum(not q.is_negative for q in queries)
+    return {
+        "json": [str(p) for p in as_list(data_json)],
+        "images": len(coco.samples),
+        "pairs": len(queries),
+        "positive_pairs": positives,
+        "negative_pairs": len(queries) - positives,
+        "instances": sum(len(q.instances) for q in queries),
+        "phrases": [phrase for phrase, _ in coco.phrases.values()],
+        "sources": sorted({sample.source for sample in coco.samples}),
+    }
+
+
+def headline_text(summary: dict[str, Any]) -> str:
+    """The headline metrics as a plain-text table (with the baseline and deltas when present)."""
+    runs = [r for r in ("model", "baseline") if r in summary]
+    lines = [f"{'metric':<14}" + "".join(f"{summary[r]['label'][:28]:>30}" for r in runs)]
+    for key, value in summary["model"]["metrics"].items():
+        cells = [value] + ([summary["baseline"]["metrics"][key]] if "baseline" in summary else [])
+        line = f"{key:<14}" + "".join(f"{c:>30.4f}" for c in cells)
+        if "delta" in summary:
+            line += f"  ({summary['delta'][key]:+.4f})"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""Find what a ``sam3-adapt fit`` run left behind: checkpoint, resolved recipe, logged metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class FinishedRun:
+    """The files and settings of one finished fit.
+
+    Attributes:
+        folder: The run's log folder (``<root>/lightning_logs/version_N``, or the root without a logger).
+        checkpoint: The Lightning checkpoint used (``checkpoints/last.ckpt`` when there is one).
+        config: ``config.yaml``, the resolved recipe LightningCLI wrote; ``None`` outside the CLI.
+        metrics_csv: ``metrics.csv`` of the CSV logger; ``None`` when the run had no logger.
+        model_hparams: The task's constructor arguments, read from the checkpoint.
+        data_hparams: The data module's constructor arguments (empty if the fit had no data module).
+        global_step: Optimizer steps done when the checkpoint was written.
+    """
+
+    folder: Path
+    checkpoint: Path
+    config: Path | None
+    metrics_csv: Path | None
+    model_hparams: dict[str, Any]
+    data_hparams: dict[str, Any]
+    global_step: int
+
+    @property
+    def is_adapter(self) -> bool:
+        """Whether the run trained a LoRA adapter (rather than every weight)."""
+        return self.model_hparams.get("adaptation") == "lora" or self.model_hparams.get("adapter") is not None
+
+    def data_file(self, key: str) -> Path | None:
+        """A data path of the run (``train_json``, ``val_image_dir``...), checked to exist; ``None`` if unset.
+
+        Raises:
+            FileNotFoundError: If the run names a file that is not there.
+        """
+        value = self.data_hparams.get(key)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the run's {key} {str(value)!r} (from {self.checkpoint}) does not exist here; relative "
+                "paths are relative to the folder `sam3-adapt fit` ran in: publish from there"
+            )
+        return path
+
+
+def find_run(run: str | Path) -> FinishedRun:
+    """Locate the checkpoint and logs of a run.
+
+    Args:
+        run: A run folder (``<root>/lightning_logs/version_N``, or ``<root>`` itself: its latest version is
+            used), or the path of a ``.ckpt`` file.
+
+    Returns:
+        The run.
+
+    Raises:
+        FileNotFoundError: If ``run`` does not exist or holds no checkpoint.
+        ValueError: If the checkpoint was not written by the ``sam3-adapt`` task.
+    """
+    path = Path(run)
+    if path.is_file():
+        checkpoint: Path | None = path
+        root = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    elif path.is_dir():
+        root, checkpoint = path, _checkpoint_in(path)
+    else:
+        raise FileNotFoundError(f"run {str(run)!r} does not exist: give a run folder or a .ckpt file")
+    folder = _log_folder(root)
+    checkpoint = checkpoint or _checkpoint_in(folder)
+    if checkpoint is None:
+        looked = " and ".join(sorted({str(root / "checkpoints"), str(folder / "checkpoints")}))
+        raise FileNotFoundError(
+            f"run {str(run)!r} has no checkpoint: no .ckpt in {looked}. Fit with a ModelCheckpoint callback "
+            "(the recipes have one), or pass the path of a .ckpt file"
+        )
+    saved = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
+    if not isinstance(saved, dict) or "checkpoint" not in saved.get("hyper_parameters", {}):
+        raise ValueError(
+            f"{checkpoint} is not a checkpoint of `sam3-adapt fit` (no task hyperparameters in it)"
+        )
+    config = folder / "config.yaml"
+    metrics_csv = folder / "metrics.csv"
+    return FinishedRun(
+        folder=folder,
+        checkpoint=checkpoint,
+        config=config if config.is_file() else None,
+        metrics_csv=metrics_csv if metrics_csv.is_file() else None,
+        model_hparams=_public(saved["hyper_parameters"]),
+        data_hparams=_public(saved.get("datamodule_hyper_parameters", {})),
+        global_step=int(saved.get("global_step", 0)),
+    )
+
+
+def _checkpoint_in(folder: Path) -> Path | None:
+    """``checkpoints/last.ckpt`` of ``folder``, else its newest ``.ckpt``, else ``None``."""
+    last = folder / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    found = sorted((folder / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _log_folder(root: Path) -> Path:
+    """``root`` if it holds the logs, else its newest ``lightning_logs/version_N``, else ``root``."""
+    if (root / "config.yaml").is_file() or (root / "metrics.csv").is_file():
+        return root
+    versions = [
+        p for p in (root / "lightning_logs").glob("version_*") if re.fullmatch(r"version_\d+", p.name)
+    ]
+    if not versions:
+        return root
+    return max(versions, key=lambda p: int(p.name.removeprefix("version_")))
+
+
+def _public(hparams: Any) -> dict[str, Any]:
+    """Hyperparameters without Lightning's private entries (``_instantiator``)."""
+    return {key: value for key, value in dict(hparams).items() if not str(key).startswith("_")}
+
+
+def last_validation(metrics_csv: Path, prefix: str = "val/") -> tuple[int | None, dict[str, float]]:
+    """The metrics of the last validation logged in a CSV logger's ``metrics.csv``.
+
+    Args:
+        metrics_csv: The file.
+        prefix: Column prefix of validation metrics; stripped from the returned names.
+
+    Returns:
+        ``(step, {name: value})`` of the last step that logged validation metrics; ``(None, {})`` if none did.
+    """
+    rows = read_metrics_csv(metrics_csv)
+    steps = [row["step"] for row in rows if any(k.startswith(prefix) for k in row if k != "step")]
+    if not steps:
+        return None, {}
+    step = int(steps[-1])
+    merged: dict[str, float] = {}
+    for row in rows:
+        if row["step"] == step:
+            merged.update({k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)})
+    return step, merged
+
+
+def read_metrics_csv(metrics_csv: Path) -> list[dict[str, float]]:
+    """Rows of ``metrics.csv`` with their non-empty numeric cells (``step`` included)."""
+    rows = []
+    with open(metrics_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            values = {}
+            for key, text in row.items():
+                try:
+                    values[key] = float(text)
+                except (TypeError, ValueError):
+                    continue
+            if "step" in values:
+                rows.append(values)
+    return rows
+
+
+def load_metrics_json(path: str | Path) -> tuple[dict[str, float], str]:
+    """Numeric metrics of a JSON file, and a sentence saying where they come from.
+
+    Three layouts are read: the ``metrics.json`` of ``sam3-adapt evaluate`` (the adapted model's
+    ``model.metrics``), the one ``publish`` writes (``metrics``), or any object of numbers, nested
+    objects flattened with ``/``. Non-numeric values (paths, names, lists) are left out.
+
+    Args:
+        path: The JSON file.
+
+    Returns:
+        ``({name: value}, source sentence)``.
+
+    Raises:
+        ValueError: If the file holds no numeric metric.
+    """
+    data = json.loads(Path(path).read_text())
+    source = f"Evaluation results from `{Path(path).name}`."
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "metrics" in data["model"]:
+        images = data.get("data", {}).get("images")
+        source = f"Results of `sam3-adapt evaluate` on {images} held-out images (`{Path(path).name}`)."
+        data = data["model"]["metrics"]
+    elif isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+        source = data.get("source", source)
+        data = data["metrics"]
+    metrics = _flatten(data) if isinstance(data, dict) else {}
+    if not metrics:
+        raise ValueError(f"{path} holds no numeric metrics (expected an object of name: number)")
+    return metrics, source
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
