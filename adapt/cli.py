@@ -15,6 +15,7 @@ from adapt.export import export
 from adapt.pretrain_tiny import pretrain_tiny
 from adapt.publish import publish, upload
 from adapt.task import ConceptSegmentationTask
+from adapt.tune import tune
 from data_mix.datamodule import ConceptDataModule
 from data_mix.shapes import write_shapes_coco
 
@@ -54,6 +55,7 @@ EXTRA_VERBS: dict[str, Callable[..., object]] = {
     "export": export,
     "pretrain-tiny": pretrain_tiny,
     "publish": publish,
+    "tune": tune,
     "upload": upload,
 }
 

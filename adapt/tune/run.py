@@ -1,0 +1,219 @@
+"""``sam3-adapt tune``: search a recipe's learning rates, LoRA size, epochs and data mix with Optuna."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from adapt.tune.folds import write_folds
+from adapt.tune.objective import TrialObjective
+from adapt.tune.pruning import PruningSettings
+from adapt.tune.recipe import check_space, load_recipe, lookup, with_values, write_recipe
+from adapt.tune.report import write_summary
+from adapt.tune.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+#: Trial states that use up the trial budget.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Seconds between a running trial's heartbeats; a trial silent for twice as long (its process was
+#: killed) is marked failed when a worker next starts a trial.
+HEARTBEAT_S = 60
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a study produced.
+
+    Attributes:
+        best_recipe: The base recipe with the best trial's values, ready for ``sam3-adapt fit``.
+        summary: ``summary.md`` with the trial table and plots.
+        best_value: The best trial's objective value.
+        best_params: The best trial's values, by dotted recipe key.
+        study_name: The study's name in the storage.
+        storage: The storage URL.
+    """
+
+    best_recipe: Path
+    summary: Path
+    best_value: float
+    best_params: dict[str, Any]
+    study_name: str
+    storage: str
+
+
+def tune(
+    recipe: str,
+    search: dict[str, dict[str, Any]],
+    overrides: dict[str, Any] | None = None,
+    out: str = "runs/tune",
+    n_trials: int = 20,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    metric: str = "val/cgF1",
+    direction: Literal["maximize", "minimize"] = "maximize",
+    folds: int = 1,
+    seed: int = 0,
+    pruning: PruningSettings | None = None,
+) -> TuneResult:
+    """Search a recipe's settings with Optuna and write the best one as a ready recipe.
+
+    Every trial is the recipe with the searched keys set to sampled values (TPE sampler), fitted as
+    ``sam3-adapt fit`` would; trials whose validation metric falls below the median of earlier
+    trials at the same epoch are pruned, and trials whose loss diverges are pruned at once. The
+    study lives in a database, so a killed run resumes where it stopped and several processes can
+    work on one study. Give these arguments in a YAML file with ``--config`` (see
+    ``recipes/tune/tiny-10shot.yaml``).
+
+    Args:
+        recipe: Base recipe YAML (a ``sam3-adapt fit`` config).
+        search: Searched recipe keys, dotted, each ``{low, high}`` (optional ``step``, ``log``) or
+            ``{choices: [...]}``, e.g. ``{"model.lr_detector": {"low": 1.0e-4, "high": 1.0e-2,
+            "log": true}}``. Integer bounds sample integers.
+        overrides: Recipe keys, dotted, set the same in every trial and in the best recipe, e.g.
+            ``{"data.train_json": "my/train.json", "data.image_dir": "my/images"}``.
+        out: Study folder: ``study.db`` (default storage), ``trials/<n>/`` (each trial's recipe and
+            logs), ``folds/``, ``best-recipe.yaml``, ``summary.md`` and the plots.
+        n_trials: Finished (completed or pruned) trials the study should have; a resumed study runs
+            only the missing ones. Failed trials are recorded but do not count, so a run that meets
+            some ends short of ``n_trials``; run it again to fill up.
+        timeout: Seconds after which this process starts no new trial; ``None`` for no limit.
+        storage: Optuna storage URL (``sqlite:///...``, ``postgresql://...``); default
+            ``sqlite:///<out>/study.db``.
+        study_name: Study name in the storage; default: the name of ``out``.
+        metric: Validation metric the task logs to optimise (``val/cgF1``, ``val/segm/AP``,
+            ``val/bbox/AP``, ...), measured after the last epoch.
+        direction: Whether a higher or a lower ``metric`` is better.
+        folds: 1 validates on the recipe's ``data.val_json``; k >= 2 splits the images of
+            ``data.train_json`` into k folds, trains on k-1 and validates on the last, and averages
+            the k values, so no image both trains and judges a trial.
+        seed: Seed of the sampler (offset by the trials already in the study, so a resumed run does
+            not repeat the first samples); give parallel workers different seeds.
+        pruning: Validation interval and pruning settings.
+
+    Returns:
+        The best recipe, the summary and the best trial's value and parameters.
+
+    Raises:
+        ValueError: Before any trial, for a search key that is not a recipe key, an empty or
+            malformed range, a value the recipe rejects, or a study resumed with other settings.
+        RuntimeError: If no trial has completed when the run ends (see ``summary.md``).
+    """
+    space = SearchSpace.from_dict(search)
+    pruning = pruning or PruningSettings()
+    if n_trials < 1 or folds < 1 or (timeout is not None and timeout <= 0):
+        raise ValueError(
+            f"n_trials and folds must be >= 1 and timeout > 0; got {n_trials}, {folds}, {timeout}"
+        )
+    raw = load_recipe(recipe)
+    config = check_space(raw, space, recipe, overrides)
+    base = with_values(raw, overrides or {})
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    fold_data = _fold_data(config, folds, root)
+
+    storage_url = storage or f"sqlite:///{(root / 'study.db').resolve()}"
+    name = study_name or root.resolve().name
+    study = optuna.create_study(
+        storage=_storage(storage_url),
+        study_name=name,
+        direction=direction,
+        load_if_exists=True,
+        pruner=pruning.pruner(),
+    )
+    settings = {"recipe": recipe, "overrides": overrides or {}, "metric": metric, "folds": folds}
+    _check_settings(study, {**settings, "direction": direction})
+    # A fresh seed per resumption: the same seed would replay the first (random) samples.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+
+    objective = TrialObjective(base, space, metric, root, fold_data, pruning)
+    remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    if remaining > 0:
+        study.optimize(
+            lambda trial: _guarded(objective, trial),
+            n_trials=remaining,
+            timeout=timeout,
+            callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
+        )
+    return _write_outputs(study, root, base, metric, storage_url)
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    # SQLite locks the file for each write; a longer wait lets several workers share it.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S)
+
+
+def _fold_data(config: dict[str, Any], folds: int, root: Path) -> list[dict[str, Any]]:
+    if folds == 1:
+        if lookup(config, "data.val_json") is None:
+            raise ValueError(
+                "folds=1 validates on data.val_json, which the recipe does not set: set it in overrides, "
+                "or cross-validate on the few shots with folds >= 2"
+            )
+        return [{}]
+    train_json, image_dir = lookup(config, "data.train_json"), lookup(config, "data.image_dir")
+    if train_json is None:
+        raise ValueError(f"folds={folds} splits data.train_json, which the recipe does not set")
+    return [
+        {"data.train_json": str(train), "data.val_json": str(val), "data.val_image_dir": image_dir}
+        for train, val in write_folds(train_json, root / "folds", folds)
+    ]
+
+
+def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
+    # Optuna loads an existing study with its own direction, whatever direction was asked for.
+    known = study.user_attrs.get("settings", {"direction": study.direction.name.lower()})
+    changed = {key: (known[key], value) for key, value in settings.items() if known.get(key, value) != value}
+    if changed:
+        raise ValueError(
+            f"study {study.study_name!r} was run with other settings {{key: (then, now)}}: {changed}; "
+            "resume with the same ones or give another study_name"
+        )
+    if "settings" not in study.user_attrs:
+        study.set_user_attr("settings", settings)
+
+
+def _guarded(objective: TrialObjective, trial: optuna.Trial) -> float:
+    """Run a trial; once the study has a finished trial, an error fails only this trial."""
+    try:
+        return objective(trial)
+    except optuna.TrialPruned:
+        raise
+    except Exception as error:
+        # Before any trial has finished, an error is most likely a mistake in the setup (a path, the
+        # metric's name) that every trial would repeat: stop and show it.
+        if not trial.study.get_trials(deepcopy=False, states=FINISHED):
+            raise
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+        logger.warning("trial %d failed:\n%s", trial.number, traceback.format_exc())
+        return float("nan")  # Optuna records a NaN objective as a failed trial
+
+
+def _write_outputs(
+    study: optuna.Study, root: Path, base: dict[str, Any], metric: str, storage: str
+) -> TuneResult:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        summary = write_summary(study, root, metric)
+        raise RuntimeError(f"no trial of study {study.study_name!r} has completed; see {summary}")
+    best = study.best_trial
+    best_recipe = write_recipe(
+        with_values(base, best.params),
+        root / "best-recipe.yaml",
+        header=(
+            f"Best trial {best.number} of study '{study.study_name}': {metric} = {best.value:.4f} "
+            f"({study.direction.name.lower()}), written by sam3-adapt tune.\n"
+            f"Fit it: sam3-adapt fit --config {root / 'best-recipe.yaml'}"
+        ),
+    )
+    summary = write_summary(study, root, metric, best_recipe)
+    print(f"best {metric} = {best.value:.4f} (trial {best.number}); recipe {best_recipe}, summary {summary}")
+    return TuneResult(best_recipe, summary, best.value, dict(best.params), study.study_name, storage)
