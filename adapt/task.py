@@ -20,6 +20,7 @@ from model.loading import load_sam3
 from model.memory import enable_activation_checkpointing
 from model.outputs import ConceptOutputs
 from model.param_groups import param_groups
+from model.persistence import load_adapter
 
 
 class ConceptSegmentationTask(LightningModule):
@@ -89,10 +90,9 @@ class ConceptSegmentationTask(LightningModule):
 
     def _build_segmenter(self) -> ConceptSegmenter:
         hp = self.hparams
-        network, processor = load_sam3(hp.checkpoint, adapter=hp.adapter)
+        network, processor = load_sam3(hp.checkpoint)
         if hp.adapter is not None:
-            for name, parameter in network.named_parameters():
-                parameter.requires_grad = "lora_" in name
+            network = load_adapter(network, hp.adapter, expected_base=hp.checkpoint, trainable=True)
         elif hp.adaptation == "lora":
             network = apply_lora(network, LoraSettings(**(hp.lora or {})))
         else:
