@@ -13,7 +13,7 @@ from adapt.coco_results import to_coco_results
 from adapt.metrics import ConceptEvaluator
 from adapt.objective import ConceptObjective, queries_needing_masks
 from adapt.predictions import detections_per_query
-from adapt.schedule import inverse_sqrt_schedule
+from adapt.schedule import cosine_schedule, inverse_sqrt_schedule
 from model.adaptation import LoraSettings, apply_full_finetune, apply_lora, describe_trainable
 from model.forward import ConceptSegmenter
 from model.loading import load_sam3
@@ -42,7 +42,9 @@ class ConceptSegmentationTask(LightningModule):
         lr_text: Learning rate of the CLIP text encoder.
         weight_decay: AdamW weight decay (0 on biases and norms).
         layer_decay: Layer-wise learning-rate decay over the ViT blocks.
-        warmup_steps: Linear warm-up steps of the inverse-square-root schedule.
+        warmup_steps: Linear warm-up steps of the learning-rate schedule.
+        schedule: ``inverse_sqrt`` (the SAM 3 fine-tuning recipe) or ``cosine`` (decays to 5% of the
+            base rates at the trainer's last step; used to pretrain from scratch).
         mask_loss: Train masks (focal + dice). ``false`` for box-only data switches all mask terms off;
             instances without masks never get a mask loss either way.
         pos_weight: Weight of matched predictions in the IA-BCE classification loss (10 RF100-VL, 5 ODinW).
@@ -67,6 +69,7 @@ class ConceptSegmentationTask(LightningModule):
         weight_decay: float = 0.1,
         layer_decay: float = 0.9,
         warmup_steps: int = 20,
+        schedule: Literal["inverse_sqrt", "cosine"] = "inverse_sqrt",
         mask_loss: bool = True,
         pos_weight: float = 10.0,
         aux_loss: bool = True,
@@ -196,7 +199,7 @@ class ConceptSegmentationTask(LightningModule):
         return records
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW on the SAM 3 reference's parameter groups, with warm-up and inverse-square-root decay."""
+        """AdamW on the SAM 3 reference's parameter groups, with warm-up and the chosen decay."""
         hp = self.hparams
         groups = param_groups(
             self.segmenter.network,
@@ -208,7 +211,11 @@ class ConceptSegmentationTask(LightningModule):
         )
         on_cuda = next(self.parameters()).is_cuda
         optimizer = torch.optim.AdamW(groups, fused=on_cuda or None, foreach=None if on_cuda else True)
-        scheduler = inverse_sqrt_schedule(optimizer, hp.warmup_steps)
+        if hp.schedule == "cosine":
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = cosine_schedule(optimizer, hp.warmup_steps, total)
+        else:
+            scheduler = inverse_sqrt_schedule(optimizer, hp.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from adapt.schedule import inverse_sqrt_factor, inverse_sqrt_schedule
+from adapt.schedule import cosine_factor, inverse_sqrt_factor, inverse_sqrt_schedule
 
 
 def test_warmup_is_linear_then_decays_as_inverse_sqrt():
@@ -19,3 +19,11 @@ def test_schedule_scales_every_group():
     optimizer.step()
     scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == [1.0, 0.1]
+
+
+def test_cosine_warms_up_then_halves_midway_and_ends_at_the_floor():
+    assert cosine_factor(0, 4, 104) == 0.25
+    assert cosine_factor(3, 4, 104) == 1.0
+    assert math.isclose(cosine_factor(53, 4, 104), 0.05 + 0.95 * 0.5)
+    assert math.isclose(cosine_factor(103, 4, 104), 0.05)
+    assert math.isclose(cosine_factor(500, 4, 104), 0.05)
