@@ -12,11 +12,13 @@ from lightning.pytorch.cli import LightningCLI
 from adapt.demo import demo
 from adapt.evaluation import evaluate
 from adapt.export import export
+from adapt.mine_negatives import mine_negatives
 from adapt.pretrain_tiny import pretrain_tiny
 from adapt.publish import publish, upload
 from adapt.task import ConceptSegmentationTask
 from adapt.tune import tune
 from data_mix.datamodule import ConceptDataModule
+from data_mix.kshot import make_kshot
 from data_mix.shapes import write_shapes_coco
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -51,7 +53,9 @@ def make_shapes(
 EXTRA_VERBS: dict[str, Callable[..., object]] = {
     "demo": demo,
     "evaluate": evaluate,
+    "make-kshot": make_kshot,
     "make-shapes": make_shapes,
+    "mine-negatives": mine_negatives,
     "export": export,
     "pretrain-tiny": pretrain_tiny,
     "publish": publish,
@@ -60,12 +64,16 @@ EXTRA_VERBS: dict[str, Callable[..., object]] = {
 }
 
 
-def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+def lightning_cli(
+    args: list[str] | None = None, run: bool = True, exit_on_error: bool = True
+) -> LightningCLI:
     """The LightningCLI over :class:`ConceptSegmentationTask` and :class:`ConceptDataModule`.
 
     Args:
         args: Command-line arguments (``sys.argv[1:]`` when ``None``).
         run: Run the subcommand; ``False`` only parses and instantiates (used to check recipes).
+        exit_on_error: Print the usage and exit on a bad argument; ``False`` raises
+            ``jsonargparse.ArgumentError`` instead (for callers from Python; only with ``run=False``).
 
     Returns:
         The CLI object, with ``model``, ``datamodule`` and ``trainer``.
@@ -75,6 +83,7 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningC
         ConceptDataModule,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs=None if exit_on_error else {"exit_on_error": False},
         args=args,
         run=run,
     )

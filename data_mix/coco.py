@@ -123,13 +123,52 @@ def read_coco_set(
     Raises:
         CocoFormatError: On an invalid file or record (records only when ``on_error="raise"``).
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    json_path, image_dir = Path(json_path), Path(image_dir)
+    json_path = Path(json_path)
     try:
         coco = json.loads(json_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CocoFormatError(f"{json_path}: cannot read COCO JSON: {err}") from err
+    return coco_set_from_dict(
+        coco,
+        json_path,
+        image_dir,
+        prompt_map=prompt_map,
+        include_negatives=include_negatives,
+        on_error=on_error,
+    )
+
+
+def coco_set_from_dict(
+    coco: Any,
+    json_path: str | Path,
+    image_dir: str | Path,
+    *,
+    prompt_map: Mapping[Any, str] | str | Path | None = None,
+    include_negatives: bool = True,
+    on_error: OnError = "raise",
+) -> CocoSet:
+    """Read a parsed COCO dict into concept samples; `read_coco_set` without the file reading.
+
+    Other sources (SA-Co, Hugging Face datasets) convert their records to a COCO dict and come here,
+    so that every format is validated by the same rules.
+
+    Args:
+        coco: The parsed COCO JSON.
+        json_path: The file the records come from, named in messages and in `ConceptSample.source`.
+        image_dir: Folder that the images' ``file_name`` values are relative to.
+        prompt_map: As in `read_coco_set`.
+        include_negatives: As in `read_coco_set`.
+        on_error: As in `read_coco_set`.
+
+    Returns:
+        The samples, the cleaned ground truth and the phrase of each category.
+
+    Raises:
+        CocoFormatError: On an invalid structure or record (records only when ``on_error="raise"``).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    json_path, image_dir = Path(json_path), Path(image_dir)
     check_structure(coco, json_path)
     problems = Problems(json_path, on_error)
     phrases = _phrases(coco["categories"], json_path, load_prompt_map(prompt_map))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,14 +32,22 @@ class ConceptDataset(Dataset):
     An object whose box vanishes under the transform is dropped with its mask; a query that loses
     every object is dropped (it is not a negative: the concept is in the image).
 
+    Negatives are capped per image, drawn afresh each time an image is read: hard negatives
+    (explicit, generated, mined; see `Query.is_hard_negative`) are kept before implicit ones, and
+    random ones of each sort fill what is left.
+
     Args:
         samples: The images and their queries.
         transform: An albumentations pipeline from `data_mix.transforms` (image, ``bboxes`` in
             pixel ``pascal_voc`` with label field ``instance_index``, optional ``masks``).
         max_queries_per_image: If set, keep at most this many queries per image: positives first
-            (a random subset if there are more), then random negatives to fill the rest. Kept
-            queries stay in their original order.
+            (a random subset if there are more), then negatives to fill the rest. Kept queries stay
+            in their original order.
         seed: Seed of the query subsampling and the augmentation (see `WorkerAwareRng`).
+        max_negatives_per_image: If set, keep at most this many negative queries per image.
+        negatives_per_positive: If set, keep at most ``ceil(negatives_per_positive * P)`` negatives
+            for an image with ``P`` positive queries; an image without positives counts as ``P = 1``
+            so that it still teaches absence.
     """
 
     def __init__(
@@ -47,12 +56,20 @@ class ConceptDataset(Dataset):
         transform: A.Compose,
         max_queries_per_image: int | None = None,
         seed: int = 0,
+        max_negatives_per_image: int | None = None,
+        negatives_per_positive: float | None = None,
     ) -> None:
         if max_queries_per_image is not None and max_queries_per_image < 1:
             raise ValueError(f"max_queries_per_image must be >= 1 or None, got {max_queries_per_image}")
+        if max_negatives_per_image is not None and max_negatives_per_image < 0:
+            raise ValueError(f"max_negatives_per_image must be >= 0 or None, got {max_negatives_per_image}")
+        if negatives_per_positive is not None and not negatives_per_positive >= 0:
+            raise ValueError(f"negatives_per_positive must be >= 0 or None, got {negatives_per_positive}")
         self.samples = list(samples)
         self.transform = transform
         self.max_queries_per_image = max_queries_per_image
+        self.max_negatives_per_image = max_negatives_per_image
+        self.negatives_per_positive = negatives_per_positive
         self._rng = WorkerAwareRng(seed)
 
     def __len__(self) -> int:
@@ -110,17 +127,36 @@ class ConceptDataset(Dataset):
             item["has_mask"].append(torch.tensor([k in mask_row for k in ids], dtype=torch.bool))
         return item
 
+    def negative_budget(self, positives: int) -> int | None:
+        """Most negatives kept for an image with ``positives`` positive queries (``None``: no limit).
+
+        ``max_queries_per_image`` is applied on top, after the positives.
+        """
+        limits = []
+        if self.max_negatives_per_image is not None:
+            limits.append(self.max_negatives_per_image)
+        if self.negatives_per_positive is not None:
+            # The small tolerance keeps e.g. 1.1 * 10 from rounding up to 12.
+            limits.append(math.ceil(self.negatives_per_positive * max(positives, 1) - 1e-9))
+        return min(limits) if limits else None
+
     def _select(self, queries: list[Query], rng: np.random.Generator) -> list[Query]:
-        cap = self.max_queries_per_image
-        if cap is None or len(queries) <= cap:
-            return queries
         pos = [i for i, q in enumerate(queries) if not q.is_negative]
         neg = [i for i, q in enumerate(queries) if q.is_negative]
-        if len(pos) >= cap:
-            keep = rng.choice(pos, size=cap, replace=False).tolist()
-        else:
-            keep = pos + rng.choice(neg, size=cap - len(pos), replace=False).tolist()
-        return [queries[i] for i in sorted(keep)]
+        cap = self.max_queries_per_image
+        if cap is not None and len(pos) > cap:
+            pos = rng.choice(pos, size=cap, replace=False).tolist()
+        budget = self.negative_budget(len(pos))
+        if cap is not None:
+            budget = min(cap - len(pos), len(neg) if budget is None else budget)
+        if budget is not None and budget < len(neg):
+            hard = [i for i in neg if queries[i].is_hard_negative]
+            if budget <= len(hard):
+                neg = rng.choice(hard, size=budget, replace=False).tolist() if budget else []
+            else:
+                easy = [i for i in neg if not queries[i].is_hard_negative]
+                neg = hard + rng.choice(easy, size=budget - len(hard), replace=False).tolist()
+        return [queries[i] for i in sorted(pos + neg)]
 
 
 def _normalise(image: np.ndarray) -> torch.Tensor:

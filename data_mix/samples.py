@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -40,6 +40,13 @@ class Instance:
         return mask_utils.decode(self.mask).astype(bool)
 
 
+#: Where a negative query comes from: a category absent from an exhaustively labelled image
+#: (``implicit``), a user's list of confusions (``explicit``), a sibling of a positive phrase
+#: (``generated``), or a phrase the model fired on, reviewed and fed back (``mined``). All but
+#: ``implicit`` are hard negatives.
+NegativeKind = Literal["implicit", "explicit", "generated", "mined"]
+
+
 @dataclass
 class Query:
     """One (image, noun phrase) pair and every instance of the phrase in the image.
@@ -53,6 +60,9 @@ class Query:
             present but unlabelled (crowd regions, records skipped as invalid).
         origin: Where the query comes from, for error messages, e.g.
             ``"train.json: image id 3 (img3.png), category 2"``.
+        negative_kind: For a negative query, where it comes from (see `NegativeKind`); read only
+            for negatives. Query capping keeps hard negatives before implicit ones, and evaluation
+            can break results down by it.
     """
 
     phrase: str
@@ -60,11 +70,17 @@ class Query:
     instances: list[Instance]
     exhaustive: bool = field(default=True, kw_only=True)
     origin: str = field(kw_only=True)
+    negative_kind: NegativeKind = field(default="implicit", kw_only=True)
 
     @property
     def is_negative(self) -> bool:
         """Whether the phrase has no instance in the image."""
         return not self.instances
+
+    @property
+    def is_hard_negative(self) -> bool:
+        """Whether the query is a negative chosen to be confusable (explicit, generated or mined)."""
+        return self.is_negative and self.negative_kind != "implicit"
 
 
 @dataclass

@@ -1,10 +1,14 @@
 import json
 
 import lightning as L
+import pytest
 import torch
 
 from data_mix import ConceptDataModule
+from data_mix.mixing import WeightedMixSampler
 from data_mix.shapes import write_shapes_coco
+from data_mix.sources import MixSource, Source
+from tests.data_mix.twins import coco_to_hf, coco_to_saco
 
 
 def make_dm(shapes_set, **kwargs):
@@ -102,3 +106,79 @@ def test_trainer_fit_with_and_without_validation(shapes_set):
         L.Trainer(**flags).fit(module, datamodule=make_dm(shapes_set, val_json=val_json))
         assert module.val_batches == expected
         assert module.scale.item() != 1.0
+
+
+def test_named_sources_of_any_format_mix_box_only_and_masked_images_in_one_batch(shapes_set, tmp_path):
+    json_path, image_dir = shapes_set  # 6 images with masks
+    box_json, box_dir = write_shapes_coco(tmp_path, num_images=4, image_size=48, seed=5, masks=False)
+    saco_path = tmp_path / "boxes_saco.json"
+    saco_path.write_text(json.dumps(coco_to_saco(json.loads(box_json.read_text()))))
+    dm = ConceptDataModule(
+        train_sources={
+            "domain": MixSource(str(json_path), str(image_dir), weight=1.0),
+            "anchor": MixSource(str(saco_path), format="saco", weight=0.5),
+        },
+        image_dir=str(box_dir),  # the image folder of sources that name none
+        val_json=Source(str(saco_path)),
+        image_size=32,
+        batch_size=9,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, WeightedMixSampler) and loader.sampler.quotas == [6, 3]
+    (batch,) = list(loader)
+    assert sorted(batch["sources"]) == ["annotations.json"] * 6 + ["boxes_saco.json"] * 3
+    has_mask = torch.cat([t["has_mask"] for t in batch["targets"]])
+    assert has_mask.any() and not has_mask.all()
+    assert [i["file_name"] for i in dm.val_gt_coco()["images"]] == [
+        i["file_name"] for i in json.loads(box_json.read_text())["images"]
+    ]
+    origins = dict(dm.phrase_origins())
+    assert origins["red circle"] == "boxes_saco.json: image record id 100 (text_input 'red circle')"
+    with pytest.raises(ValueError, match="give train_sources, or train_json"):
+        ConceptDataModule(str(json_path), str(image_dir), train_sources={"a": MixSource(str(json_path))})
+
+
+def test_hugging_face_split_is_decoded_once_in_prepare_data(shapes_set, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    json_path, image_dir = shapes_set
+    coco_to_hf(json.loads(json_path.read_text()), image_dir).save_to_disk(tmp_path / "hf")
+    dm = make_dm(
+        shapes_set, val_json=Source(str(tmp_path / "hf"), format="hf"), cache_dir=str(tmp_path / "cache")
+    )
+    dm.prepare_data()
+    assert any((tmp_path / "cache").rglob("*.arrow")) and not dm.sets  # cached, nothing held yet
+    dm.setup("validate")
+    assert [b["image_ids"].tolist() for b in dm.val_dataloader()] == [[1, 2], [3, 4], [5, 6]]
+    assert dm.val_gt_coco()["categories"][0] == {"id": 0, "name": "red circle"}  # ClassLabel ids
+
+
+def test_hard_negatives_and_caps_reach_training_and_validation_but_not_anchor(tmp_path):
+    from data_mix.concept_world import write_world
+
+    train_json, train_dir = write_world(tmp_path / "train", "anchor", 4, seed=0, image_size=64)
+    anchor_json, anchor_dir = write_world(tmp_path / "anchor", "anchor", 4, seed=1, image_size=64)
+    confusions = tmp_path / "confusions.yaml"
+    confusions.write_text("dataset: [purple hexagon]\n")
+    data = ConceptDataModule(
+        train_json=str(train_json),
+        image_dir=str(train_dir),
+        val_json=str(train_json),
+        anchor_json=str(anchor_json),
+        anchor_image_dir=str(anchor_dir),
+        image_size=56,
+        batch_size=4,
+        augment=False,
+        hard_negatives=str(confusions),
+        max_negatives_per_image=2,
+    )
+    data.setup("fit")
+    train_phrases = [q.phrase for s in data.sets["train"].samples for q in s.queries]
+    assert train_phrases.count("purple hexagon") == 4
+    assert "purple hexagon" in [q.phrase for s in data.sets["val"].samples for q in s.queries]
+    assert "purple hexagon" not in [q.phrase for s in data.sets["anchor"].samples for q in s.queries]
+    for batch in data.train_dataloader():
+        for image in range(len(batch["image_ids"])):
+            rows = (batch["query_image_index"] == image).nonzero().flatten().tolist()
+            negatives = [r for r in rows if len(batch["targets"][r]["boxes"]) == 0]
+            assert len(negatives) <= 2
