@@ -1,1 +1,34 @@
-"""The Lightning side of sam3-adapt: the task, the SAM 3 objective, metrics and the CLI."""
+"""The Lightning side of sam3-adapt: the task, the SAM 3 objective, metrics, the CLI and the Python API.
+
+The one-call API::
+
+    import adapt
+
+    result = adapt.finetune(base="facebook/sam3", train="train.json", images="images/", recipe="lora-10shot")
+    result.evaluate("test.json", "images/", baseline=True)
+    result.predict("slide.png", "round cell").to_coco()
+    predictor = adapt.load("facebook/sam3", adapter=result.adapter)
+"""
+
+from typing import Any
+
+#: Public names, imported on first use: the API pulls in Lightning and transformers, which take seconds.
+_LAZY = {
+    "finetune": "adapt.api",
+    "FinetuneResult": "adapt.api",
+    "load": "adapt.predictor",
+    "Predictor": "adapt.predictor",
+    "Prediction": "adapt.prediction",
+    "evaluate": "adapt.evaluation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'adapt' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

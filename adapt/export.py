@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from peft import PeftModel
@@ -35,7 +36,10 @@ def export(ckpt_path: str, out: str, merged: bool = False) -> Path:
         raise FileNotFoundError(
             f"no checkpoint at {ckpt_path!r}; fit writes them under <root>/lightning_logs/"
         )
-    task = ConceptSegmentationTask.load_from_checkpoint(ckpt_path, map_location="cpu")
+    with warnings.catch_warnings():
+        # Checkpoints hold only the trained weights by design; the frozen rest comes from the base model.
+        warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in")
+        task = ConceptSegmentationTask.load_from_checkpoint(ckpt_path, map_location="cpu")
     network = task.segmenter.network.eval()
     base = task.hparams.checkpoint
     if isinstance(network, PeftModel) and not merged:

@@ -1,0 +1,246 @@
+"""Inference from Python: a SAM 3 model (with or without an adapter) answering noun phrases on images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from adapt.evaluation import evaluate
+from adapt.overlay import overlay_figure, save_figure
+from adapt.prediction import Prediction
+from adapt.predictions import detections_per_query
+from data_mix.transforms import eval_transform
+from model.forward import ConceptSegmenter
+from model.loading import load_sam3
+
+ImageLike = Image.Image | str | os.PathLike | np.ndarray
+
+
+def read_image(image: ImageLike) -> np.ndarray:
+    """An image as an ``(H, W, 3)`` uint8 RGB array.
+
+    Args:
+        image: A PIL image, the path of an image file, or an ``(H, W, 3)`` uint8 array.
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: If an array is not ``(H, W, 3)`` uint8.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as opened:
+            return np.array(opened.convert("RGB"))
+    if isinstance(image, Image.Image):
+        return np.array(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"an image array must be (H, W, 3) uint8 RGB, got {array.shape} {array.dtype}")
+    return array
+
+
+class Predictor:
+    """A SAM 3 network ready to find the instances of noun phrases in images.
+
+    Images are resized to ``image_size`` exactly as evaluation does, and detections are mapped back to
+    the original pixels. Make one with :func:`load` or take ``result.predictor`` of
+    :func:`adapt.finetune`.
+
+    Args:
+        segmenter: The network and its tokenizer.
+        image_size: Network input side in pixels (the one the model was trained at).
+        base: Base model it was loaded from (hub id, folder or short name), for :meth:`evaluate`.
+        adapter: Adapter folder or hub id on top of ``base``, or ``None``.
+        score_threshold: Default score a detection needs to be returned.
+        max_detections: Most detections per phrase.
+        masks: Decode masks; ``False`` for box-only models (faster, ``Prediction.masks`` is ``None``).
+        device: Where to run; default CUDA when available, else the CPU.
+    """
+
+    def __init__(
+        self,
+        segmenter: ConceptSegmenter,
+        image_size: int,
+        *,
+        base: str,
+        adapter: str | None = None,
+        score_threshold: float = 0.5,
+        max_detections: int = 100,
+        masks: bool = True,
+        device: str | None = None,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.segmenter = segmenter.to(self.device).eval()
+        self.image_size = image_size
+        self.base = base
+        self.adapter = adapter
+        self.score_threshold = score_threshold
+        self.max_detections = max_detections
+        self.masks = masks
+
+    @torch.no_grad()
+    def predict(
+        self, image: ImageLike, phrases: str | Sequence[str], threshold: float | None = None
+    ) -> Prediction:
+        """Find every instance of each phrase in the image.
+
+        Args:
+            image: A PIL image, an image file's path, or an ``(H, W, 3)`` uint8 RGB array.
+            phrases: One noun phrase or several (the image is encoded once for all of them).
+            threshold: Score a detection needs; default ``score_threshold``; ``0`` keeps the best
+                ``max_detections`` of each phrase.
+
+        Returns:
+            The :class:`~adapt.prediction.Prediction`.
+
+        Raises:
+            ValueError: If no phrase is given or a phrase is too long for the text encoder.
+        """
+        pixels = read_image(image)
+        asked = [phrases] if isinstance(phrases, str) else list(phrases)
+        if not asked:
+            raise ValueError("give at least one phrase")
+        height, width = pixels.shape[:2]
+        no_boxes = {"bboxes": np.zeros((0, 4), dtype=np.float32), "instance_index": []}
+        resized = eval_transform(self.image_size)(image=pixels, **no_boxes)["image"]
+        # The normalisation of data_mix's datasets: [0, 1], then mean = std = 0.5.
+        tensor = (torch.from_numpy(resized).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+        index = torch.zeros(len(asked), dtype=torch.long)
+        self.segmenter.eval()
+        outputs = self.segmenter(
+            tensor[None].to(self.device),
+            asked,
+            index.to(self.device),
+            mask_queries=None if self.masks else index.new_zeros(0),
+        )
+        found = detections_per_query(
+            outputs,
+            torch.tensor([[height, width]]),
+            index,
+            top_k=self.max_detections,
+            min_score=self.score_threshold if threshold is None else threshold,
+        )
+        return Prediction(
+            phrases=asked,
+            boxes=np.concatenate([d.boxes.cpu().numpy() for d in found]).reshape(-1, 4).astype(np.float32),
+            scores=np.concatenate([d.scores.cpu().numpy() for d in found]).astype(np.float32),
+            class_ids=np.concatenate(
+                [np.full(len(d.scores), k, dtype=np.int64) for k, d in enumerate(found)]
+            ),
+            masks=np.concatenate([d.masks.cpu().numpy() for d in found]) if self.masks else None,
+            presence={phrase: d.presence for phrase, d in zip(asked, found)},
+            image_size=(height, width),
+        )
+
+    def show(
+        self,
+        image: ImageLike,
+        phrases: str | Sequence[str],
+        out: str | os.PathLike | None = None,
+        threshold: float | None = None,
+    ) -> Figure:
+        """Predict, then draw the detections on the image (masks and boxes, one colour per phrase).
+
+        Args:
+            image: As for :meth:`predict`.
+            phrases: As for :meth:`predict`.
+            out: Also write the picture to this PNG file.
+            threshold: As for :meth:`predict`.
+
+        Returns:
+            The matplotlib figure (a notebook shows it when it is the cell's last value).
+        """
+        pixels = read_image(image)
+        prediction = self.predict(pixels, phrases, threshold)
+        limit = self.score_threshold if threshold is None else threshold
+        title = image if isinstance(image, (str, os.PathLike)) else None
+        fig = overlay_figure(pixels, prediction, f"{Path(title).name}, score >= {limit:g}" if title else None)
+        if out is not None:
+            save_figure(fig, out)
+        return fig
+
+    def evaluate(
+        self,
+        data_json: str | list[str],
+        image_dir: str | list[str],
+        out: str = "runs/evaluate",
+        baseline: bool = False,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Evaluate this model on a labelled COCO set with ``sam3-adapt evaluate`` and write its report.
+
+        Args:
+            data_json: COCO annotation file (or several).
+            image_dir: Its image folder (one per file, or one for all).
+            out: Output folder (``metrics.json``, ``results.json``, ``report.html``, ``figures/``).
+            baseline: Also evaluate the base model without the adapter, side by side with deltas.
+            **options: Further arguments of :func:`adapt.evaluation.evaluate` (``pictures``,
+                ``batch_size``, ``prompt_map``, ``progress``, ...).
+
+        Returns:
+            The content of ``metrics.json``.
+        """
+        settings = {
+            "image_size": self.image_size,
+            "score_threshold": self.score_threshold,
+            "max_detections": self.max_detections,
+            "device": self.device.type,
+        }
+        return evaluate(
+            data_json,
+            image_dir,
+            model=self.base,
+            adapter=self.adapter,
+            baseline=baseline,
+            out=str(out),
+            **(settings | options),
+        )
+
+
+def load(
+    base: str,
+    adapter: str | os.PathLike | None = None,
+    *,
+    image_size: int | None = None,
+    score_threshold: float = 0.5,
+    max_detections: int = 100,
+    masks: bool = True,
+    device: str | None = None,
+) -> Predictor:
+    """Load a SAM 3 model, optionally with an adapter, for prediction and evaluation.
+
+    Example::
+
+        predictor = adapt.load("facebook/sam3", adapter="my-org/sam3-cells-lora")
+        prediction = predictor.predict("slide.png", ["round cell", "dividing cell"])
+
+    Args:
+        base: Hub id, local HF-format folder, or ``tiny`` / ``tiny-random``.
+        adapter: PEFT adapter folder or hub id trained on ``base``.
+        image_size: Network input side; default the checkpoint's processor size.
+        score_threshold: Default score a detection needs to be returned.
+        max_detections: Most detections per phrase.
+        masks: Decode masks; ``False`` for box-only adapters.
+        device: Where to run; default CUDA when available.
+
+    Returns:
+        The :class:`Predictor`.
+    """
+    network, processor = load_sam3(base, adapter=adapter)
+    return Predictor(
+        ConceptSegmenter(network, processor.tokenizer),
+        image_size or int(processor.image_processor.size["height"]),
+        base=str(base),
+        adapter=None if adapter is None else str(adapter),
+        score_threshold=score_threshold,
+        max_detections=max_detections,
+        masks=masks,
+        device=device,
+    )
