@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -320,11 +321,12 @@ class ConceptDataModule(L.LightningDataModule):
         return list(found.items())
 
 
-def _source(spec: str | Source | None, image_dir: str | None) -> Source | None:
+def _source(spec: str | os.PathLike | Source | None, image_dir: str | os.PathLike | None) -> Source | None:
     """A split's source as a plain `Source`, its image folder defaulting to the split's."""
     if spec is None:
         return None
-    if isinstance(spec, str):
-        return Source(spec, image_dir)
+    image_dir = None if image_dir is None else os.fspath(image_dir)
+    if isinstance(spec, (str, os.PathLike)):
+        return Source(os.fspath(spec), image_dir)
     plain = Source(**{f.name: getattr(spec, f.name) for f in fields(Source)})
     return replace(plain, image_dir=plain.image_dir or image_dir)
