@@ -88,6 +88,7 @@ def pretrain_tiny(
         The final held-out anchor metrics.
     """
     L.seed_everything(seed)
+    loss_weights = PRETRAIN_LOSS_WEIGHTS if loss_weights is None else loss_weights
     work = Path(work_dir)
     train_json, train_dir = write_world(
         work / "anchor-train", "anchor", train_images, seed=seed, image_size=image_size
@@ -118,7 +119,7 @@ def pretrain_tiny(
         warmup_steps=warmup_steps,
         schedule="cosine",
         aux_loss=aux_loss,
-        loss_weights=PRETRAIN_LOSS_WEIGHTS if loss_weights is None else loss_weights,
+        loss_weights=loss_weights,
     )
     trainer = L.Trainer(
         accelerator="cpu",
@@ -152,7 +153,7 @@ def pretrain_tiny(
             "warmup_steps": warmup_steps,
             "schedule": "cosine",
             "max_steps": max_steps,
-            "loss_weights": PRETRAIN_LOSS_WEIGHTS if loss_weights is None else loss_weights,
+            "loss_weights": loss_weights,
             "aux_loss": aux_loss,
             "augment": augment,
             "init_std": init_std,
