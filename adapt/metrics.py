@@ -308,6 +308,27 @@ class ConceptEvaluator:
             tp = match_pair(ious)
         return PairCounts(tp=tp, fp=len(dts) - tp, fn=len(gts) - tp, has_gt=bool(gts), has_pred=bool(dts))
 
+    def export(self) -> dict[str, Any]:
+        """Everything added since the last :meth:`reset`, picklable, to gather across processes.
+
+        Returns:
+            ``{"results": records, "pairs": counts by (image_id, category_id)}``.
+        """
+        return {"results": list(self._results), "pairs": dict(self._pairs)}
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add the pairs another evaluator on the same ground truth collected (e.g. another DDP process).
+
+        Pairs already here are skipped: a distributed sampler repeats a few images to give every
+        process the same number, and each pair must count once.
+
+        Args:
+            exported: What :meth:`export` returned.
+        """
+        new = {key: counts for key, counts in exported["pairs"].items() if key not in self._pairs}
+        self._pairs.update(new)
+        self._results.extend(r for r in exported["results"] if (r["image_id"], r["category_id"]) in new)
+
     @property
     def pairs(self) -> dict[tuple[int, int], PairCounts]:
         """Matching outcome of every added pair, by ``(image_id, category_id)``."""

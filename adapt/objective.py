@@ -6,8 +6,6 @@ Hugging Face ``Sam3Model`` ships no loss; this module supplies the one of the re
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -37,21 +35,30 @@ def queries_needing_masks(targets: list[Target], mask_loss: bool = True) -> torc
     return torch.tensor([q for q, t in enumerate(targets) if bool(t["has_mask"].any())], dtype=torch.long)
 
 
-def count_boxes(targets: list[Target], device: torch.device) -> torch.Tensor:
-    """Ground-truth boxes in the batch, averaged over processes, at least 1: the loss normaliser.
+def batch_counts(targets: list[Target], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Ground-truth boxes and queries of the whole batch, averaged over processes: the loss normalisers.
+
+    Under data parallelism every process sees part of the global batch and DDP averages the
+    gradients; dividing each process's sums by these averages makes the result exactly the gradient of
+    the loss on the global batch, however it is split.
 
     Args:
         targets: One dict per query with ``"boxes"`` of shape ``(n, 4)``.
-        device: Where to put the count (the collective runs there).
+        device: Where to put the counts (the collective runs there).
 
     Returns:
-        A float32 scalar tensor.
+        ``(num_boxes, num_queries, world_size)``: float32 scalars (boxes clamped to at least 1) and
+        the number of processes.
     """
-    num_boxes = torch.tensor(float(sum(t["boxes"].shape[0] for t in targets)), device=device)
+    counts = torch.tensor(
+        [float(sum(t["boxes"].shape[0] for t in targets)), float(len(targets))], device=device
+    )
+    world_size = 1
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(num_boxes)
-        num_boxes = num_boxes / dist.get_world_size()
-    return num_boxes.clamp(min=1.0)
+        world_size = dist.get_world_size()
+        dist.all_reduce(counts)
+        counts = counts / world_size
+    return counts[0].clamp(min=1.0), counts[1], world_size
 
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -91,6 +98,11 @@ class ConceptObjective(nn.Module):
 
     ``num_boxes`` counts every ground-truth box (box-only instances too), averaged over processes.
     The total is ``sum(weight * term)``, times ``sqrt(Q)`` when ``scale_by_sqrt_queries`` is on.
+
+    Under data parallelism ``Q`` and the means over queries and slots refer to the global batch (every
+    process divides by the count averaged over processes, see :func:`batch_counts`), so a run gives
+    the same gradients however its batch is split across processes. The reference instead scales by
+    the square root of each GPU's own query count, which makes its loss depend on the split.
 
     Args:
         weight_class: Weight of ``loss_class``.
@@ -182,7 +194,7 @@ class ConceptObjective(nn.Module):
         device = outputs.logits.device
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         mask_rows = self._mask_rows(outputs, targets)
-        num_boxes = count_boxes(targets, device)
+        num_boxes, num_queries, world_size = batch_counts(targets, device)
         layers = range(outputs.num_layers) if self.aux_loss else [outputs.num_layers - 1]
 
         # Losses in float32 whatever the autocast context of the forward pass.
@@ -194,7 +206,13 @@ class ConceptObjective(nn.Module):
                 boxes = outputs.boxes[layer].float()
                 matches = self.matcher(logits, boxes, targets)
                 layer_terms = self._layer_terms(
-                    logits, boxes, outputs.presence_logits[layer].float(), targets, matches, num_boxes
+                    logits,
+                    boxes,
+                    outputs.presence_logits[layer].float(),
+                    targets,
+                    matches,
+                    num_boxes,
+                    num_queries,
                 )
                 for key, value in layer_terms.items():
                     terms[key] = terms[key] + value
@@ -203,7 +221,7 @@ class ConceptObjective(nn.Module):
                 terms.update(self._mask_terms(outputs.masks, mask_rows, targets, last_matches, num_boxes))
             total = sum(self.weights[key] * value for key, value in terms.items())
             if self.scale_by_sqrt_queries:
-                total = total * math.sqrt(outputs.num_queries)
+                total = total * torch.sqrt(num_queries * world_size)
 
         result = {key: value.detach() for key, value in terms.items()}
         result["num_boxes"] = num_boxes.detach()
@@ -237,8 +255,13 @@ class ConceptObjective(nn.Module):
         targets: list[Target],
         matches: list[Match],
         num_boxes: torch.Tensor,
+        num_queries: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Class, presence and box terms of one layer; ``logits`` ``(Q, N)``, ``boxes`` ``(Q, N, 4)``."""
+        """Class, presence and box terms of one layer; ``logits`` ``(Q, N)``, ``boxes`` ``(Q, N, 4)``.
+
+        Means over queries and slots divide by ``num_queries`` (the per-process average of the global
+        batch), which is ``Q`` in a single process.
+        """
         query_idx = torch.cat([torch.full_like(pred, q) for q, (pred, _) in enumerate(matches)])
         slot_idx = torch.cat([pred for pred, _ in matches])
         tgt_boxes = torch.cat([t["boxes"][tgt].float() for t, (_, tgt) in zip(targets, matches, strict=True)])
@@ -259,10 +282,18 @@ class ConceptObjective(nn.Module):
         positive = F.binary_cross_entropy_with_logits(logits, soft_targets, reduction="none") * matched
         negative = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
         negative = negative * (1 - matched) * prob**self.ia_gamma
-        loss_class = ((self.pos_weight * positive + negative) * present[:, None]).mean()
+        weighted = (self.pos_weight * positive + negative) * present[:, None]
+        loss_class = weighted.sum() / (num_queries * logits.shape[1])
 
-        loss_presence = sigmoid_focal_loss(
-            presence_logits, present, alpha=self.presence_alpha, gamma=self.presence_gamma, reduction="mean"
+        loss_presence = (
+            sigmoid_focal_loss(
+                presence_logits,
+                present,
+                alpha=self.presence_alpha,
+                gamma=self.presence_gamma,
+                reduction="sum",
+            )
+            / num_queries
         )
         l1 = F.l1_loss(
             box_convert(pred_boxes, "xyxy", "cxcywh"),

@@ -6,11 +6,17 @@ should run once per image, each distinct phrase should be encoded once, and the 
 the boxes, logits and presence logits of every decoder layer. :class:`ConceptSegmenter` composes
 the same submodules in the same order as ``Sam3Model.forward`` (a test checks that the last layer
 equals it) and adds those three things, plus running the mask decoder only for chosen queries.
+
+A tower (vision or text encoder) without a trainable parameter runs under ``torch.no_grad``, and its
+outputs can be kept across epochs by a content-keyed :class:`~model.feature_cache.FrozenFeatureCache`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,11 +27,17 @@ from transformers.models.sam3.modeling_sam3 import (
     inverse_sigmoid,
 )
 
+from model.feature_cache import FrozenFeatureCache, Storage
 from model.outputs import ConceptOutputs
 from model.tokenizer import MAX_PHRASE_TOKENS
 
 #: Label value that marks a padded (absent) exemplar box, as in ``Sam3Processor``.
 PAD_BOX_LABEL = -10
+
+
+def is_frozen(module: nn.Module) -> bool:
+    """True when no parameter of ``module`` requires grad."""
+    return not any(p.requires_grad for p in module.parameters())
 
 
 def unwrap_sam3(network: nn.Module) -> Sam3Model:
@@ -56,12 +68,19 @@ class ConceptSegmenter(nn.Module):
     Args:
         network: ``transformers.Sam3Model`` or a ``peft.PeftModel`` wrapping one.
         tokenizer: The CLIP tokenizer of the checkpoint (``processor.tokenizer``).
+        frozen_no_grad: Run a tower without trainable parameters under ``torch.no_grad`` (no autograd
+            bookkeeping; gradients of the trainable parts are the same).
     """
 
-    def __init__(self, network: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self, network: nn.Module, tokenizer: PreTrainedTokenizerBase, frozen_no_grad: bool = True
+    ) -> None:
         super().__init__()
         self.network = network
         self.tokenizer = tokenizer
+        self.frozen_no_grad = frozen_no_grad
+        self.vision_cache: FrozenFeatureCache | None = None
+        self.text_cache: FrozenFeatureCache | None = None
 
     @property
     def sam3(self) -> Sam3Model:
@@ -90,16 +109,96 @@ class ConceptSegmenter(nn.Module):
                 f"{MAX_PHRASE_TOKENS} (start and end tokens included). Shorten it, e.g. with a prompt map."
             )
 
+    def use_feature_cache(
+        self,
+        storage: Storage | None,
+        directory: str | os.PathLike | None = None,
+        max_memory_gb: float | None = None,
+    ) -> list[str]:
+        """Cache the outputs of the frozen towers (vision and/or text encoder) from now on.
+
+        Args:
+            storage: ``"memory"``, ``"disk"``, or ``None`` to stop caching.
+            directory: Folder of a disk cache (one subfolder per tower).
+            max_memory_gb: Size limit of a memory cache, per tower.
+
+        Returns:
+            Names of the cached towers, among ``"vision_encoder"`` and ``"text_encoder"``.
+
+        Raises:
+            ValueError: If caching is asked for but neither tower is frozen.
+        """
+        self.vision_cache = self.text_cache = None
+        if storage is None:
+            return []
+        sam3 = self.sam3
+        towers = {"vision_encoder": sam3.vision_encoder, "text_encoder": sam3.text_encoder}
+        frozen = [name for name, tower in towers.items() if is_frozen(tower)]
+        if not frozen:
+            raise ValueError(
+                "a feature cache needs a frozen vision or text encoder, but both train here (LoRA on them, "
+                "or full fine-tuning without freeze: [vision_encoder])"
+            )
+        caches = {
+            name: FrozenFeatureCache(
+                towers[name], storage, None if directory is None else Path(directory) / name, max_memory_gb
+            )
+            for name in frozen
+        }
+        self.vision_cache = caches.get("vision_encoder")
+        self.text_cache = caches.get("text_encoder")
+        return frozen
+
+    def _grad_context(self, tower: nn.Module, inputs: torch.Tensor) -> contextlib.AbstractContextManager:
+        if self.frozen_no_grad and not inputs.requires_grad and is_frozen(tower):
+            return torch.no_grad()
+        return contextlib.nullcontext()
+
     def encode_images(self, pixel_values: torch.Tensor) -> Sam3VisionEncoderOutput:
-        """Run the vision encoder (ViT + FPN neck) once per image.
+        """Run the vision encoder (ViT + FPN neck) once per image, or take its output from the cache.
 
         Args:
             pixel_values: Images, shape ``(B, 3, S, S)``, normalised with mean = std = 0.5.
 
         Returns:
-            The vision encoder output (``fpn_hidden_states`` and ``fpn_position_encoding`` per level).
+            The vision encoder output (``fpn_hidden_states`` and ``fpn_position_encoding`` per level;
+            from the cache, only these two).
         """
-        return self.sam3.vision_encoder(pixel_values)
+        encoder = self.sam3.vision_encoder
+        if self.vision_cache is None:
+            with self._grad_context(encoder, pixel_values):
+                return encoder(pixel_values)
+
+        def compute(rows: list[int]) -> list[tuple[torch.Tensor, ...]]:
+            levels = encoder(pixel_values[rows]).fpn_hidden_states
+            return [tuple(level[i] for level in levels) for i in range(len(rows))]
+
+        per_image = self.vision_cache.fetch(list(pixel_values), compute)
+        levels = tuple(torch.stack(level) for level in zip(*per_image))
+        # The neck's sine position encoding depends only on the shape: recomputed, not stored.
+        position = encoder.neck.position_encoding
+        return Sam3VisionEncoderOutput(
+            fpn_hidden_states=levels,
+            fpn_position_encoding=tuple(position(lvl.shape, lvl.device, lvl.dtype) for lvl in levels),
+        )
+
+    def _text_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states of the CLIP text encoder, ``(P, 32, width)``, cached when frozen."""
+        encoder = self.sam3.text_encoder
+        if self.text_cache is None:
+            with self._grad_context(encoder, input_ids):
+                return encoder(
+                    input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+                ).last_hidden_state
+
+        def compute(rows: list[int]) -> list[tuple[torch.Tensor]]:
+            states = encoder(
+                input_ids=input_ids[rows], attention_mask=attention_mask[rows], return_dict=True
+            ).last_hidden_state
+            return [(state,) for state in states]
+
+        keys = list(torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1))
+        return torch.stack([entry[0] for entry in self.text_cache.fetch(keys, compute)])
 
     def encode_phrases(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode each distinct phrase once.
@@ -120,9 +219,9 @@ class ConceptSegmenter(nn.Module):
         tokens = self.tokenizer(
             distinct, padding="max_length", max_length=MAX_PHRASE_TOKENS, return_tensors="pt"
         ).to(device)
-        features = self.sam3.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], return_dict=True
-        ).pooler_output
+        # As Sam3Model.get_text_features: CLIP token states, projected to the detector width.
+        states = self._text_states(tokens["input_ids"], tokens["attention_mask"])
+        features = self.sam3.text_projection(states)
         index = torch.tensor([row[p] for p in phrases], dtype=torch.long, device=device)
         return features, tokens["attention_mask"].bool(), index
 

@@ -48,3 +48,30 @@ class ConceptOutputs:
             Tensor of shape ``(Q, N)``.
         """
         return self.logits[-1].sigmoid() * self.presence_logits[-1].sigmoid().unsqueeze(-1)
+
+
+def concat_outputs(parts: list[ConceptOutputs]) -> ConceptOutputs:
+    """Join the outputs of several forward passes into one batch, queries in the order given.
+
+    Args:
+        parts: Outputs of forward passes over consecutive query groups (same layers and slots).
+
+    Returns:
+        One :class:`ConceptOutputs`; ``mask_query_index`` is shifted to the joined query numbering.
+    """
+    offsets, start = [], 0
+    for part in parts:
+        offsets.append(start)
+        start += part.num_queries
+    with_masks = [(part, offset) for part, offset in zip(parts, offsets) if part.masks is not None]
+    device = parts[0].logits.device
+    return ConceptOutputs(
+        logits=torch.cat([part.logits for part in parts], dim=1),
+        boxes=torch.cat([part.boxes for part in parts], dim=1),
+        presence_logits=torch.cat([part.presence_logits for part in parts], dim=1),
+        masks=torch.cat([part.masks for part, _ in with_masks]) if with_masks else None,
+        mask_query_index=torch.cat(
+            [part.mask_query_index.to(device) + offset for part, offset in with_masks]
+            or [torch.zeros(0, dtype=torch.long, device=device)]
+        ),
+    )

@@ -355,3 +355,25 @@ def test_mask_errors():
     with pytest.raises(ValueError, match="annotation 2 \\(image 2\\) has no segmentation"):
         ConceptEvaluator(mixed)
     assert ConceptEvaluator(mixed, iou_types=("bbox",)).cgf1_iou_type == "bbox"
+
+
+def test_shards_merged_like_ddp_processes_give_the_metrics_of_the_whole_set():
+    gt, preds = random_case(seed=3)
+    pairs = sorted(preds)
+    whole = ConceptEvaluator(gt, iou_types=("bbox",))
+    # Two "processes": one gets even pairs, the other odd ones plus a repeat of the first pair, as a
+    # distributed sampler pads the last shard.
+    shards = [ConceptEvaluator(gt, iou_types=("bbox",)) for _ in range(2)]
+    for index, key in enumerate(pairs):
+        whole.add(*key, *preds[key])
+        shards[index % 2].add(*key, *preds[key])
+    shards[1].add(*pairs[0], *preds[pairs[0]])
+    alone = shards[0].compute()
+    for target in shards:
+        for shard in shards:
+            target.merge(shard.export())
+    expected = whole.compute()
+    assert alone != expected
+    for merged in shards:
+        assert merged.compute() == pytest.approx(expected, abs=1e-12)
+        assert len(merged.pairs) == len(pairs)

@@ -43,3 +43,36 @@ def test_box_only_data_trains_without_masks_and_reports_bbox_metrics_only(tmp_pa
     assert "val/bbox/AP" in metrics and "val/cgF1" in metrics
     assert not any(key.startswith("val/segm") for key in metrics)
     assert float(metrics["train/loss_mask"]) == 0.0 and float(metrics["train/loss_dice"]) == 0.0
+
+
+def test_feature_cache_serves_later_epochs_from_disk(tmp_path):
+    json_path, images = write_shapes_coco(tmp_path, num_images=2, image_size=64, seed=0)
+    data = ConceptDataModule(
+        train_json=str(json_path), image_dir=str(images), image_size=224, batch_size=2, augment=False
+    )
+    task = ConceptSegmentationTask(
+        checkpoint="tiny-random", feature_cache="disk", feature_cache_dir=str(tmp_path / "cache")
+    )
+    fit = trainer(max_epochs=2)
+    fit.fit(task, data)
+    assert (task.segmenter.vision_cache.misses, task.segmenter.vision_cache.hits) == (2, 2)
+    assert float(fit.callback_metrics["train/feature_cache_hit_rate"]) == 1.0
+    assert len(list((tmp_path / "cache" / "vision_encoder").rglob("*.safetensors"))) == 2
+
+
+def test_feature_cache_warns_when_augmentation_makes_every_epoch_new_and_refuses_training_towers(tmp_path):
+    json_path, images = write_shapes_coco(tmp_path, num_images=2, image_size=64, seed=0)
+    # At 224 px an image gets the same augmentation twice with probability about 1/16 (a legitimate
+    # hit); with this seed none does.
+    data = ConceptDataModule(
+        train_json=str(json_path), image_dir=str(images), image_size=224, batch_size=2, seed=1
+    )
+    task = ConceptSegmentationTask(checkpoint="tiny-random", feature_cache="memory")
+    with pytest.warns(UserWarning, match="no hit this epoch"):
+        trainer(max_epochs=2).fit(task, data)
+    assert task.segmenter.vision_cache.hits == 0
+
+    with pytest.raises(ValueError, match="frozen vision or text encoder"):
+        ConceptSegmentationTask(checkpoint="tiny-random", adaptation="full", feature_cache="memory")
+    with pytest.raises(ValueError, match="feature_cache_dir"):
+        ConceptSegmentationTask(checkpoint="tiny-random", feature_cache="disk")
