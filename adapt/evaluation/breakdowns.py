@@ -1,4 +1,4 @@
-"""Counting quality and metrics by slice: phrase, source, positives vs negatives, size, crowdedness.
+"""Counting quality and metrics by slice: phrase, source, pair kind, instance size, crowdedness.
 
 A slice is a set of evaluated (image, phrase) pairs. Its AP and cgF1 come from the evaluator restricted
 to those pairs (:meth:`adapt.metrics.ConceptEvaluator.subset`); metrics that a slice cannot define
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,8 +154,22 @@ def by_size(
     return result
 
 
+def pair_kind(pair: PairResult, hard_negatives: Collection[tuple[int, int]] = ()) -> str:
+    """The pair's kind: ``"positive"``, ``"hard negative"`` or ``"negative"``.
+
+    A negative pair is hard when its ``(image_id, category_id)`` is in ``hard_negatives``.
+    """
+    if pair.is_positive:
+        return "positive"
+    return "hard negative" if (pair.image_id, pair.category_id) in hard_negatives else "negative"
+
+
 def breakdowns(
-    evaluator: ConceptEvaluator, cocoeval: COCOeval, pairs: Sequence[PairResult], threshold: float
+    evaluator: ConceptEvaluator,
+    cocoeval: COCOeval,
+    pairs: Sequence[PairResult],
+    threshold: float,
+    hard_negatives: Collection[tuple[int, int]] = (),
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Every breakdown the report shows.
 
@@ -164,6 +178,10 @@ def breakdowns(
         cocoeval: ``evaluator.cocoeval(evaluator.cgf1_iou_type)``, for AP by instance size.
         pairs: Every evaluated pair.
         threshold: The evaluator's score threshold.
+        hard_negatives: ``(image_id, category_id)`` of the negative pairs that are hard negatives
+            (explicit, generated or mined; see `data_mix.samples.Query.is_hard_negative`): the pair
+            kind breakdown reports them apart, and their ``negatives_with_FP`` is the false-positive
+            rate on hard negatives.
 
     Returns:
         ``{"phrase": ..., "source": ..., "pair kind": ..., "crowdedness": ..., "instance size": ...}``,
@@ -172,9 +190,7 @@ def breakdowns(
     return {
         "phrase": by_key(evaluator, pairs, threshold, lambda p: p.phrase),
         "source": by_key(evaluator, pairs, threshold, lambda p: p.source),
-        "pair kind": by_key(
-            evaluator, pairs, threshold, lambda p: "positive" if p.is_positive else "negative"
-        ),
+        "pair kind": by_key(evaluator, pairs, threshold, lambda p: pair_kind(p, hard_negatives)),
         "crowdedness": by_key(
             evaluator,
             pairs,

@@ -7,7 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_mix.coco import CocoSet, read_coco_set
+from data_mix.coco import CocoSet
+from data_mix.sources import read_source
 
 
 def as_list(value: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -38,12 +39,14 @@ def read_eval_set(
 ) -> CocoSet:
     """Read the labelled set, every absent category of an image queried as a negative phrase.
 
-    Several files are merged into one set: images, annotations and categories get new ids (phrases
+    Each set is anything `data_mix.sources.read_source` reads: a COCO or SA-Co JSON file, a Hugging
+    Face dataset folder or a Hub dataset name (format detected; a Hugging Face set's image folder is
+    not used). Several files are merged into one set: images, annotations and categories get new ids (phrases
     that are equal across files share one category), and each sample's ``source`` names its file, so
     breakdowns by source compare them. An image is queried only with its own file's phrases.
 
     Args:
-        data_json: One COCO file or several.
+        data_json: One set (COCO or SA-Co JSON, Hugging Face folder or Hub name) or several.
         image_dir: The image folder of each file (one folder serves every file).
         prompt_map: Phrase overrides ``{category name: phrase}`` (or a JSON/YAML file), for every file.
 
@@ -61,7 +64,7 @@ def read_eval_set(
         dirs = dirs * len(jsons)
     if len(dirs) != len(jsons):
         raise ValueError(f"{len(jsons)} annotation files but {len(dirs)} image folders; give one or as many")
-    sets = [read_coco_set(j, d, prompt_map=prompt_map) for j, d in zip(jsons, dirs, strict=True)]
+    sets = [read_source(j, d, prompt_map=prompt_map) for j, d in zip(jsons, dirs, strict=True)]
     merged = sets[0] if len(sets) == 1 else merge_sets(sets, source_labels(jsons))
     if not any(sample.positives for sample in merged.samples):
         names = ", ".join(str(j) for j in jsons)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from adapt.predictions import detections_per_query
 from data_mix.coco import CocoSet
 from data_mix.collate import ConceptCollator
 from data_mix.dataset import ConceptDataset
+from data_mix.hard_negatives import add_negatives
 from data_mix.transforms import eval_transform
 from model.forward import ConceptSegmenter
 from model.loading import load_sam3
@@ -86,8 +88,12 @@ def predict_set(
     return Run(label, evaluator, table)
 
 
-def analyse(run: Run, threshold: float) -> tuple[dict[str, Any], COCOeval]:
+def analyse(
+    run: Run, threshold: float, hard_negatives: Collection[tuple[int, int]] = ()
+) -> tuple[dict[str, Any], COCOeval]:
     """Headline metrics, counts, calibration and breakdowns of a run.
+
+    ``hard_negatives`` are the ``(image_id, category_id)`` of hard-negative pairs (see `hard_negative_pairs`).
 
     Returns:
         The run's part of ``metrics.json``, and the COCOeval of its matching IoU type (for PR curves).
@@ -99,7 +105,7 @@ def analyse(run: Run, threshold: float) -> tuple[dict[str, Any], COCOeval]:
         "metrics": evaluator.compute(),
         "counts": count_errors(pairs, threshold),
         "calibration": calibration(pairs),
-        "breakdowns": breakdowns(evaluator, cocoeval, pairs, threshold),
+        "breakdowns": breakdowns(evaluator, cocoeval, pairs, threshold, hard_negatives),
     }, cocoeval
 
 
@@ -137,6 +143,9 @@ def evaluate(
     score_threshold: float = 0.5,
     max_detections: int = 100,
     prompt_map: dict[str, str] | str | None = None,
+    hard_negatives: str | list[str] | None = None,
+    sibling_negatives: bool = False,
+    concept_tree: str | None = None,
     pictures: int = 6,
     device: str | None = None,
     num_workers: int = 0,
@@ -151,7 +160,8 @@ def evaluate(
     ``report.html`` (a single self-contained file) and the report's figures as PNG in ``figures/``.
 
     Args:
-        data_json: COCO annotation file, or several (each becomes a source in the breakdowns).
+        data_json: Labelled set (COCO or SA-Co JSON, Hugging Face dataset folder or Hub name), or
+            several (each becomes a source in the breakdowns).
         image_dir: Folder the images' ``file_name`` values are relative to (one per file, or one for all).
         model: Base SAM 3: hub id, local HF-format folder, or ``tiny`` / ``tiny-random``.
         adapter: PEFT adapter (hub id or folder) to put on ``model``; it must have been trained on it.
@@ -162,6 +172,11 @@ def evaluate(
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
         max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
         prompt_map: Phrase overrides ``{category name: phrase}`` or a JSON/YAML file with them.
+        hard_negatives: YAML or CSV files of confusions (see `data_mix.negative_files`): their phrases
+            are queried on their images as hard negatives.
+        sibling_negatives: Query each positive phrase's absent siblings from the set's vocabulary
+            ("blue circle" where only red circles are) as hard negatives.
+        concept_tree: A concept tree YAML whose siblings of each positive phrase are hard negatives.
         pictures: Most image-phrase pairs per picture in the report.
         device: ``cuda``, ``cpu``, ...; default: CUDA when available.
         num_workers: DataLoader worker processes.
@@ -181,6 +196,11 @@ def evaluate(
     if batch_size < 1 or max_detections < 1 or pictures < 0:
         raise ValueError("batch_size and max_detections must be positive and pictures non-negative")
     coco = read_eval_set(data_json, image_dir, prompt_map)
+    if hard_negatives or sibling_negatives or concept_tree:
+        coco = add_negatives(
+            coco, explicit=hard_negatives, siblings=sibling_negatives, concept_tree=concept_tree
+        )
+    hard = hard_negative_pairs(coco)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     network, processor = load_sam3(model, adapter=adapter, device=device)
     segmenter = ConceptSegmenter(network, processor.tokenizer).eval()
@@ -208,7 +228,7 @@ def evaluate(
     for key, (run_adapter, label, adapters) in runs.items():
         with adapters:
             run = predict_set(coco, segmenter, label, **settings)
-        result, cocoeval = analyse(run, score_threshold)
+        result, cocoeval = analyse(run, score_threshold, hard)
         result.update(model=model, adapter=run_adapter)
         results_file = root / ("results.json" if key == "model" else f"{key}_results.json")
         result["results_file"] = str(write_coco_results(results_file, run.evaluator.results))
@@ -229,6 +249,14 @@ def evaluate(
     report = write_report(root / "report.html", summary, figures)
     print(headline_text(summary) + f"\nreport: {report}\nmetrics: {root / 'metrics.json'}")
     return summary
+
+
+def hard_negative_pairs(coco: CocoSet) -> set[tuple[int, int]]:
+    """``(image_id, category_id)`` of every hard-negative query of the set (explicit, generated, mined).
+
+    Implicit negatives (categories absent from an exhaustively labelled image) are not hard.
+    """
+    return {(s.image_id, q.category_id) for s in coco.samples for q in s.queries if q.is_hard_negative}
 
 
 def describe_set(coco: CocoSet, data_json: str | list[str]) -> dict[str, Any]:

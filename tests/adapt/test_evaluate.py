@@ -218,3 +218,31 @@ def test_set_without_positive_pairs_is_refused(setup, tmp_path):
 def test_baseline_needs_an_adapter(setup, tmp_path):
     with pytest.raises(ValueError, match="also pass adapter"):
         evaluate(str(setup["json"]), str(setup["images"]), model=str(setup["base"]), baseline=True)
+
+
+def test_sibling_negatives_are_reported_as_hard_negatives(setup, tmp_path):
+    summary = evaluate(
+        str(setup["json"]),
+        str(setup["images"]),
+        model=str(setup["base"]),
+        sibling_negatives=True,
+        out=str(tmp_path / "out"),
+        score_threshold=THRESHOLD,
+        pictures=0,
+        progress=False,
+    )
+    kinds = summary["model"]["breakdowns"]["pair kind"]
+    coco = json.loads(setup["json"].read_text())
+    present = {(a["image_id"], a["category_id"]) for a in coco["annotations"]}
+    # Every microscopy phrase but "stained nucleus" ends in "cell": an absent "... cell" is a sibling
+    # of a present one, so it is a hard negative.
+    cells = {c["id"] for c in coco["categories"] if c["name"].endswith(" cell")}
+    hard = {
+        (image["id"], c)
+        for image in coco["images"]
+        for c in cells
+        if (image["id"], c) not in present and any((image["id"], o) in present for o in cells)
+    }
+    assert kinds["hard negative"]["pairs"] == len(hard) > 0
+    total_negatives = len(coco["images"]) * len(coco["categories"]) - len(present)
+    assert kinds["hard negative"]["pairs"] + kinds.get("negative", {"pairs": 0})["pairs"] == total_negatives

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from adapt.evaluation.breakdowns import by_size, count_errors, crowd_bin, slice_metrics
+from adapt.evaluation.breakdowns import breakdowns, by_size, count_errors, crowd_bin, slice_metrics
 from adapt.evaluation.calibration import THRESHOLDS, calibration, sweep_row
 from adapt.evaluation.curves import pr_curves
 from adapt.evaluation.data import read_eval_set
@@ -20,6 +20,7 @@ from adapt.evaluation.pairs import PairTable
 from adapt.evaluation.pictures import pairs_figure, select_pairs
 from adapt.metrics import ConceptEvaluator
 from data_mix.concept_world import domain_categories, write_world
+from tests.data_mix.twins import coco_to_saco, view
 
 SIZE = 100
 
@@ -164,6 +165,18 @@ def test_slices_by_hand(evaluated):
     assert everything["cgF1"] == pytest.approx(metrics["cgF1"])
 
 
+def test_hard_negatives_are_a_pair_kind_of_their_own(evaluated):
+    evaluator, table = evaluated
+    cocoeval = evaluator.cocoeval(evaluator.cgf1_iou_type)
+    # (1, 2) fires above the threshold, (2, 2) is empty: as the only hard negative, (1, 2) has rate 1.
+    kinds = breakdowns(evaluator, cocoeval, table.pairs, 0.5, hard_negatives={(1, 2)})["pair kind"]
+    assert set(kinds) == {"positive", "negative", "hard negative"}
+    assert (kinds["hard negative"]["pairs"], kinds["hard negative"]["negatives_with_FP"]) == (1, 1.0)
+    assert (kinds["negative"]["pairs"], kinds["negative"]["negatives_with_FP"]) == (1, 0.0)
+    plain = breakdowns(evaluator, cocoeval, table.pairs, 0.5)["pair kind"]
+    assert set(plain) == {"positive", "negative"} and plain["negative"]["negatives_with_FP"] == 0.5
+
+
 def test_crowd_bins():
     labels = [crowd_bin(n) for n in (0, 1, 2, 3, 5, 6, 10, 11, 20, 21, 50, 51, 300)]
     assert labels == ["0", "1-2", "1-2", "3-5", "3-5", "6-10", "6-10", "11-20", "11-20", "21-50", "21-50"] + [
@@ -277,3 +290,11 @@ def test_box_only_data_matches_and_draws_boxes(tmp_path):
     figure = pairs_figure([pair], table, {1: tmp_path / "1.png"}, 0.5)
     # two predictions and two true instances, all drawn as rectangles
     assert len(figure.axes[0].patches) == 4
+
+
+def test_an_saco_set_evaluates_as_its_coco_twin(tmp_path):
+    json_path, image_dir = write_world(tmp_path / "anchor", "anchor", 3, image_size=64)
+    saco_path = tmp_path / "saco.json"
+    saco_path.write_text(json.dumps(coco_to_saco(json.loads(json_path.read_text()))))
+    coco_set, saco_set = read_eval_set(json_path, image_dir), read_eval_set(saco_path, image_dir)
+    assert view(saco_set.samples) == view(coco_set.samples)
