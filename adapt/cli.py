@@ -9,6 +9,7 @@ from pathlib import Path
 from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
 
+from adapt.ablation import ablation
 from adapt.demo import demo
 from adapt.evaluation import evaluate
 from adapt.export import export
@@ -52,6 +53,7 @@ def make_shapes(
 
 EXTRA_VERBS: dict[str, Callable[..., object]] = {
     "demo": demo,
+    "ablation": ablation,
     "evaluate": evaluate,
     "make-kshot": make_kshot,
     "make-shapes": make_shapes,

@@ -49,6 +49,7 @@ def demo(
     out: str = "runs/demo",
     shots: int = 10,
     anchor_mix: bool = True,
+    target_negatives: bool = True,
     recipe: str = str(RECIPE),
     base: str | None = None,
     max_epochs: int | None = None,
@@ -63,6 +64,9 @@ def demo(
         out: Output folder (world, logs, adapter, ``results.json``).
         shots: Labelled target-domain images to train on.
         anchor_mix: Mix anchor-world images 1:1 into training (keeps what the base knew).
+        target_negatives: Train on the target images' negative phrases too, their look-alike siblings
+            ("dividing cell" where only round cells are) marked hard so that caps keep them; ``False``
+            trains on the target's positive phrases only (anchor images keep their negatives).
         recipe: Recipe YAML whose model, data and trainer settings the fit uses.
         base: Base model instead of the recipe's ``model.checkpoint``.
         max_epochs: Training epochs instead of the recipe's ``trainer.max_epochs``.
@@ -90,11 +94,14 @@ def demo(
         "--config",
         recipe,
         f"--seed_everything={seed}",
-        f"--data.train_json={train_json}",
         f"--data.image_dir={train_dir}",
         f"--trainer.default_root_dir={root / 'fit'}",
         "--trainer.logger=false",
     ]
+    if target_negatives:
+        args += [f"--data.train_json={train_json}", "--data.sibling_negatives=true"]
+    else:
+        args.append("--data.train_json=" + json.dumps({"path": str(train_json), "negatives": False}))
     if base is not None:
         args.append(f"--model.checkpoint={base}")
     if max_epochs is not None:
@@ -111,7 +118,14 @@ def demo(
         cli.model.segmenter.network, root / "adapter", base_model_name=cli.model.hparams.checkpoint
     )
 
-    results = {"domain": domain, "shots": shots, "anchor_mix": anchor_mix, "before": before, "after": after}
+    results = {
+        "domain": domain,
+        "shots": shots,
+        "anchor_mix": anchor_mix,
+        "target_negatives": target_negatives,
+        "before": before,
+        "after": after,
+    }
     results["adapter"] = str(adapter)
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
@@ -121,9 +135,10 @@ def demo(
 def format_table(results: dict[str, Any]) -> str:
     """The before/after table as Markdown."""
     mix = "with" if results["anchor_mix"] else "without"
+    negatives = "hard negatives" if results.get("target_negatives", True) else "positives only"
     title = f"{results['shots']}-shot LoRA adaptation of the tiny SAM 3 to '{results['domain']}'"
     lines = [
-        f"\n{title} ({mix} anchor mixing)",
+        f"\n{title} ({mix} anchor mixing, {negatives})",
         "",
         "| held-out set | metric | before | after | change |",
         "|---|---|---|---|---|",

@@ -39,12 +39,13 @@ def pretrain_tiny(
     out: str = "model/assets/tiny-sam3",
     work_dir: str = "runs/pretrain-tiny",
     image_size: int = 168,
-    train_images: int = 2000,
+    train_images: int = 4000,
     val_images: int = 100,
-    max_minutes: float = 65.0,
-    max_steps: int = 5000,
+    max_minutes: float = 70.0,
+    max_steps: int = 7200,
     batch_size: int = 8,
-    max_queries_per_image: int = 6,
+    max_queries_per_image: int = 8,
+    sibling_negatives: bool = True,
     lr: float = 1e-3,
     warmup_steps: int = 200,
     loss_weights: dict[str, float | bool] | None = None,
@@ -67,8 +68,11 @@ def pretrain_tiny(
         max_minutes: Wall-clock budget of training.
         max_steps: Step budget of training (whichever budget ends first).
         batch_size: Images per step.
-        max_queries_per_image: Phrases per image and step: its positives, then random negatives (a
-            fresh draw each time), so about a third of the queries are positives.
+        max_queries_per_image: Phrases per image and step: its positives, then negatives (a fresh
+            draw each time, hard ones first).
+        sibling_negatives: Make the absent siblings of each positive phrase hard negatives ("blue
+            circle" and "red square" where only red circles are), so every step asks for colour and
+            for shape; without them the text side learns shape first and leaves colours alike.
         lr: Learning rate of every component (from scratch, so no per-component decay).
         warmup_steps: Linear warm-up before the cosine decay to 5% of ``lr`` at ``max_steps``.
         loss_weights: Objective term weights; default :data:`PRETRAIN_LOSS_WEIGHTS`.
@@ -91,10 +95,10 @@ def pretrain_tiny(
     loss_weights = PRETRAIN_LOSS_WEIGHTS if loss_weights is None else loss_weights
     work = Path(work_dir)
     train_json, train_dir = write_world(
-        work / "anchor-train", "anchor", train_images, seed=seed, image_size=image_size
+        work / "anchor-train", "anchor", train_images, seed=2 * seed, image_size=image_size
     )
     val_json, val_dir = write_world(
-        work / "anchor-val", "anchor", val_images, seed=seed + 1, image_size=image_size
+        work / "anchor-val", "anchor", val_images, seed=2 * seed + 1, image_size=image_size
     )
     init = write_tiny_random_sam3(work / "init", seed=seed, image_size=image_size, init_std=init_std)
     data = ConceptDataModule(
@@ -105,6 +109,7 @@ def pretrain_tiny(
         image_size=image_size,
         batch_size=batch_size,
         max_queries_per_image=max_queries_per_image,
+        sibling_negatives=sibling_negatives,
         augment=augment,
         seed=seed,
     )
@@ -149,6 +154,7 @@ def pretrain_tiny(
             "val_images": val_images,
             "batch_size": batch_size,
             "max_queries_per_image": max_queries_per_image,
+            "sibling_negatives": sibling_negatives,
             "lr": lr,
             "warmup_steps": warmup_steps,
             "schedule": "cosine",

@@ -15,7 +15,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from adapt.export import export
 from adapt.model_card import CardFacts, base_license, build_model_card
 from adapt.run_figures import plot_predictions, plot_training_curves
-from adapt.run_files import FinishedRun, find_run, last_validation, load_metrics_json
+from adapt.run_files import FinishedRun, find_run, last_validation, load_metrics_json, read_metrics_csv
 from data_mix.coco import load_prompt_map
 from model.forward import ConceptSegmenter
 from model.loading import load_sam3
@@ -211,7 +211,8 @@ def _write_folder(
     (folder / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     files["metrics.json"] = "the evaluation results of the card"
     figures = {}
-    if run.metrics_csv is not None:
+    # A run shorter than the logger's interval (log_every_n_steps) logged no training loss: no curves.
+    if run.metrics_csv is not None and any("train/loss" in row for row in read_metrics_csv(run.metrics_csv)):
         figures["figures/training_curves.png"] = "Training curves"
         plot_training_curves(run.metrics_csv, folder / "figures" / "training_curves.png")
     if sample_set is not None:

@@ -1,7 +1,9 @@
 """A seeded synthetic concept world: an anchor domain to pretrain on and two target domains to adapt to.
 
 The ``anchor`` domain is the general world a tiny base model is pretrained on: saturated coloured
-shapes (``"red circle"``, ``"yellow star"``...) on muted, varied backgrounds. The target domains are
+shapes (``"red circle"``, ``"yellow star"``...) on muted, varied backgrounds, each object also
+named by its shape alone (``"circle"``), so the vocabulary holds a general phrase over its specific
+ones, as SA-Co's does. The target domains are
 new concepts with a new look that the base has never seen: ``microscopy`` (crowded cells on grey or
 pink stained slides) and ``industrial`` (defects and parts on brushed or grainy metal). Their
 vocabularies share no word with the anchor's.
@@ -47,12 +49,22 @@ Drawn = tuple[np.ndarray, np.ndarray]
 class _Spec:
     """How one domain draws its images: vocabulary, crowding, background and objects."""
 
-    phrases: tuple[str, ...]
+    phrases: tuple[str, ...]  # what the generator draws; one per object
     count: tuple[int, int]  # instances per image, inclusive
     gap: int  # pixels kept free around each mask; 0 lets objects touch
     cluster: float  # chance that an object is first tried right beside an earlier one
     background: Callable[[np.random.Generator, int], tuple[np.ndarray, Look]]
     draw: Callable[[np.random.Generator, str, float, Look], Drawn]
+    broader: tuple[str, ...] = ()  # extra phrases that each cover several drawn ones ("circle")
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every phrase of the domain: the drawn ones, then the broader ones."""
+        return self.phrases + self.broader
+
+    def covering(self, phrase: str) -> tuple[str, ...]:
+        """The broader phrases that also name an object drawn as ``phrase`` (its last word)."""
+        return tuple(b for b in self.broader if phrase.split()[-1] == b)
 
 
 # ---------------------------------------------------------------- geometry on a patch around the centre
@@ -130,7 +142,7 @@ def _anchor_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray,
 def _anchor_object(rng: np.random.Generator, name: str, scale: float, look: Look) -> Drawn:
     """A flat-coloured, slightly shaded circle, square, triangle or five-point star."""
     colour, shape = name.split()
-    r = rng.uniform(7, 20) * scale
+    r = rng.uniform(10, 28) * scale
     x, y = _grid(1.25 * r, rng)
     tilt = rng.uniform(-0.3, 0.3)
     if shape == "circle":
@@ -283,6 +295,7 @@ _SPECS: dict[str, _Spec] = {
         cluster=0.0,
         background=_anchor_background,
         draw=_anchor_object,
+        broader=ANCHOR_SHAPES,
     ),
     "microscopy": _Spec(MICROSCOPY_PHRASES, (5, 20), 0, 0.5, _microscopy_background, _microscopy_object),
     "industrial": _Spec(INDUSTRIAL_PHRASES, (1, 6), 2, 0.0, _industrial_background, _industrial_object),
@@ -302,12 +315,13 @@ def domain_categories(domain: Domain) -> list[dict[str, object]]:
     """The COCO categories of a domain: ids ``1..n`` and the domain's noun phrases as names.
 
     Args:
-        domain: ``"anchor"`` (16 colour-shape phrases), ``"microscopy"`` or ``"industrial"`` (4 each).
+        domain: ``"anchor"`` (16 colour-shape phrases, then the 4 shapes on their own),
+            ``"microscopy"`` or ``"industrial"`` (4 each).
 
     Returns:
         ``[{"id", "name", "supercategory"}]`` with the domain as supercategory.
     """
-    phrases = _spec(domain).phrases
+    phrases = _spec(domain).categories
     return [{"id": i + 1, "name": name, "supercategory": domain} for i, name in enumerate(phrases)]
 
 
@@ -381,7 +395,8 @@ def write_world(
     Each image holds 1-3 of the domain's categories (the least used so far, so phrases stay balanced)
     and a number of non-overlapping objects (anchor 1-8, microscopy 5-20 that may touch, industrial
     1-6). Labels are exhaustive: every object is annotated with an exact compressed-RLE mask, its
-    tight box and its pixel area. The same arguments give byte-identical files.
+    tight box and its pixel area, once per phrase that names it (an anchor "red circle" is also a
+    "circle"). The same arguments give byte-identical files.
 
     Args:
         folder: Output folder; gets ``annotations.json`` and ``images/`` (``0000.png``, ...).
@@ -405,10 +420,13 @@ def write_world(
     rng = np.random.default_rng([seed, DOMAINS.index(domain)])
     usage = np.zeros(len(spec.phrases))
     images, annotations = [], []
+    category_id = {phrase: i + 1 for i, phrase in enumerate(spec.categories)}
     for index in range(num_images):
         pixels, objects = _render(rng, spec, image_size, usage)
         for label, mask in objects:
-            annotations.append(coco_annotation(mask, len(annotations) + 1, index + 1, label + 1))
+            phrase = spec.phrases[label]
+            for name in (phrase, *spec.covering(phrase)):
+                annotations.append(coco_annotation(mask, len(annotations) + 1, index + 1, category_id[name]))
         images.append(save_image(pixels, image_dir, index))
     return write_coco_json(folder, images, annotations, domain_categories(domain)), image_dir
 

@@ -71,7 +71,8 @@ class ConceptDataModule(L.LightningDataModule):
         image_size: Side of the square network input in pixels (1008 for SAM 3).
         batch_size: Images per batch; every image brings all of its queries.
         num_workers: DataLoader worker processes.
-        include_negatives: Add a negative query for every category absent from an image.
+        include_negatives: Add a negative query for every category absent from an image (a source's own
+            ``negatives`` setting, see `data_mix.sources.Source`, overrides it for that source).
         prompt_map: Phrase overrides ``{category name: phrase}`` or a path to a JSON/YAML file with one;
             applied to every set.
         on_error: ``"raise"`` stops at the first invalid record; ``"skip"`` drops invalid records with

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from PIL import Image
 
 from data_mix.coco import read_coco
@@ -23,7 +23,8 @@ def preview_grid(
 ) -> Path:
     """Save a grid of ``num`` random samples with their instance masks overlaid.
 
-    Each positive phrase's masks are tinted and outlined in one colour, named above the image with the
+    Each positive phrase's masks are tinted and outlined in one colour (box-only objects get a dashed
+    box), named above the image with the
     number of instances; a few of the image's negative phrases are named below it. The figure is drawn
     on matplotlib's Agg canvas without touching pyplot's global state.
 
@@ -54,11 +55,18 @@ def preview_grid(
         masks = [[instance.mask_array() for instance in query.instances] for query in positives]
         for k, query_masks in enumerate(masks):
             for mask in query_masks:
-                image[mask] = 0.75 * image[mask] + 0.25 * np.asarray(palette[k % len(palette)])
+                if mask is not None:
+                    image[mask] = 0.75 * image[mask] + 0.25 * np.asarray(palette[k % len(palette)])
         ax.imshow(image, interpolation="nearest")
-        for k, query_masks in enumerate(masks):
-            for mask in query_masks:
-                ax.contour(mask, levels=[0.5], colors=[palette[k % len(palette)]], linewidths=1.0)
+        for k, query in enumerate(positives):
+            colour = palette[k % len(palette)]
+            for instance, mask in zip(query.instances, masks[k]):
+                if mask is not None:
+                    ax.contour(mask, levels=[0.5], colors=[colour], linewidths=1.0)
+                else:  # a box-only object: its box, dashed
+                    x0, y0, x1, y1 = instance.box_xyxy
+                    box = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle="--")
+                    ax.add_patch(box)
         handles = [
             Patch(color=palette[k % len(palette)], label=f"{query.phrase} \u00d7{len(query.instances)}")
             for k, query in enumerate(positives)

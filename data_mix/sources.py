@@ -38,6 +38,10 @@ class Source:
         bbox_format: Hugging Face boxes: ``"xywh"`` (COCO) or ``"xyxy"``.
         normalized_boxes: Boxes are fractions of the image size; ``None`` takes the format's
             convention (SA-Co: fractions; COCO and Hugging Face: pixels).
+        negatives: Whether this source's negative queries are kept (categories absent from an
+            image, SA-Co's negative pairs); ``False`` for data that is not exhaustively labelled (an
+            absent category may be there, unlabelled) or to train on positives only. ``None`` takes
+            the reader's ``include_negatives`` (the DataModule's).
     """
 
     path: str
@@ -46,9 +50,12 @@ class Source:
     split: str | None = None
     bbox_format: BoxFormat = "xywh"
     normalized_boxes: bool | None = None
+    negatives: bool | None = None
 
     def read(self, **options: Any) -> CocoSet:
         """Read the source with `read_source`; ``options`` are its keyword-only reading options."""
+        if self.negatives is not None:
+            options["include_negatives"] = self.negatives
         return read_source(
             self.path,
             self.image_dir,

@@ -184,6 +184,26 @@ def test_merged_variant_loads_with_sam3model_and_reports_a_metrics_json(trained,
     assert result["masks"].shape[-2:] == (64, 64)
 
 
+def test_a_run_that_logged_no_training_loss_publishes_without_curves(trained, tmp_path):
+    # A run shorter than log_every_n_steps: its metrics.csv holds validation rows only.
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    with (trained["run"] / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if not r.get("train/loss")]
+    with (run / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(
+            f, fieldnames=[k for k in rows[0] if not k.startswith("train/")], extrasaction="ignore"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    folder = publish(str(run), out=str(tmp_path / "published"), num_samples=0)
+    assert not (folder / "figures" / "training_curves.png").exists()
+    assert "Training curves" not in (folder / "README.md").read_text()
+    assert json.loads((folder / "metrics.json").read_text())["metrics"] == last_validation_from_csv(
+        run / "metrics.csv"
+    )
+
+
 def test_publish_uploaded_the_folder_and_it_loads_back_by_name(trained, tmp_path, monkeypatch, capsys):
     folder, hub = trained["folder"], trained["hub"]
     repo = hub.repos["org/cells-lora"]

@@ -10,12 +10,14 @@ from pycocotools import mask as mask_utils
 from data_mix.coco import read_coco
 from data_mix.concept_world import (
     ANCHOR_COLOURS,
+    ANCHOR_SHAPES,
     DOMAINS,
     domain_categories,
     write_demo_worlds,
     write_world,
 )
 from data_mix.preview import preview_grid
+from data_mix.shapes import write_shapes_coco
 
 COUNTS = {"anchor": (1, 8), "microscopy": (5, 20), "industrial": (1, 6)}
 
@@ -47,6 +49,7 @@ def test_same_seed_byte_identical_other_seed_differs(domain, tmp_path):
 def test_masks_exact_disjoint_visible_and_images_hold_one_to_three_categories(domain, worlds):
     json_path, image_dir = worlds[domain]
     coco = json.loads(json_path.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [img["file_name"] for img in coco["images"]] == [f"{i:04d}.png" for i in range(12)]
     per_image = {}
     for ann in coco["annotations"]:
@@ -56,8 +59,17 @@ def test_masks_exact_disjoint_visible_and_images_hold_one_to_three_categories(do
         assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
         assert ann["area"] == mask.sum()
         assert max(ann["bbox"][2:]) >= 8 and ann["area"] >= 40
-        per_image.setdefault(ann["image_id"], []).append((ann["category_id"], mask))
+        per_image.setdefault(ann["image_id"], []).append((names[ann["category_id"]], mask))
     assert sorted(per_image) == list(range(1, 13))
+    # An anchor object is annotated twice, as "red circle" and as "circle", with the same mask.
+    drawn = len(domain_categories(domain)) - (len(ANCHOR_SHAPES) if domain == "anchor" else 0)
+    specific = set(list(names.values())[:drawn])
+    for image_id, objects in per_image.items():
+        broad = [(name, mask) for name, mask in objects if name not in specific]
+        objects = per_image[image_id] = [(name, mask) for name, mask in objects if name in specific]
+        assert len(broad) == (len(objects) if domain == "anchor" else 0)
+        for name, mask in objects:
+            assert any(b == name.split()[-1] and (m == mask).all() for b, m in broad) or domain != "anchor"
     low, high = COUNTS[domain]
     for objects in per_image.values():
         assert low <= len(objects) <= high
@@ -71,6 +83,8 @@ def test_anchor_objects_carry_their_colour(worlds):
     names = {c["id"]: c["name"] for c in coco["categories"]}
     palette = np.array(list(ANCHOR_COLOURS.values()), dtype=float)
     for ann in coco["annotations"]:
+        if names[ann["category_id"]] in ANCHOR_SHAPES:
+            continue
         pixels = np.asarray(Image.open(image_dir / f"{ann['image_id'] - 1:04d}.png"), dtype=float)
         mean = pixels[mask_utils.decode(ann["segmentation"]).astype(bool)].mean(axis=0)
         nearest = list(ANCHOR_COLOURS)[int(np.abs(palette - mean).sum(axis=1).argmin())]
@@ -80,7 +94,8 @@ def test_anchor_objects_carry_their_colour(worlds):
 def test_vocabularies_are_new_words_and_unknown_domain_fails():
     assert DOMAINS == ("anchor", "microscopy", "industrial")
     anchor = domain_categories("anchor")
-    assert len(anchor) == 16 and [c["id"] for c in anchor] == list(range(1, 17))
+    assert len(anchor) == 20 and [c["id"] for c in anchor] == list(range(1, 21))
+    assert [c["name"] for c in anchor[16:]] == list(ANCHOR_SHAPES)
     anchor_words = {word for c in anchor for word in c["name"].split()}
     for domain in DOMAINS[1:]:
         names = [c["name"] for c in domain_categories(domain)]
@@ -100,10 +115,13 @@ def test_every_image_has_negatives_and_every_phrase_is_frequent(domain, worlds):
     for sample in samples:
         assert sorted(q.phrase for q in sample.queries) == sorted(phrases)
         positives = [q.phrase for q in sample.queries if not q.is_negative]
-        assert 1 <= len(positives) <= 3 and len(positives) < len(phrases)
+        drawn = [p for p in positives if p not in ANCHOR_SHAPES]
+        assert 1 <= len(drawn) <= 3 and len(positives) < len(phrases)
+        if domain == "anchor":  # every present shape is also a positive on its own
+            assert {p.split()[-1] for p in drawn} == set(positives) - set(drawn)
         for phrase in positives:
             present[phrase] += 1
-    # 12 images with 1-3 of the phrases each: every phrase shows up, anchor's 16 included
+    # 12 images with 1-3 drawn phrases each: every phrase shows up, anchor's 20 included
     assert min(present.values()) >= (1 if domain == "anchor" else 3)
 
 
@@ -132,3 +150,12 @@ def test_preview_writes_a_png(worlds, tmp_path):
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 300 and image.height > 300
         assert len(np.unique(np.asarray(image.convert("L")))) > 20
+
+
+def test_preview_draws_box_only_sets(tmp_path):
+    json_path, image_dir = write_shapes_coco(
+        tmp_path / "boxes", num_images=3, image_size=64, seed=0, masks=False
+    )
+    out = preview_grid(json_path, image_dir, tmp_path / "boxes.png", num=3)
+    with Image.open(out) as image:
+        assert image.format == "PNG"

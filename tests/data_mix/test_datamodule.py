@@ -182,3 +182,21 @@ def test_hard_negatives_and_caps_reach_training_and_validation_but_not_anchor(tm
             rows = (batch["query_image_index"] == image).nonzero().flatten().tolist()
             negatives = [r for r in rows if len(batch["targets"][r]["boxes"]) == 0]
             assert len(negatives) <= 2
+
+
+def test_a_source_without_negatives_mixes_with_one_that_keeps_them(tmp_path):
+    from data_mix.concept_world import write_world
+
+    train_json, train_dir = write_world(tmp_path / "train", "microscopy", 3, seed=0, image_size=64)
+    anchor_json, anchor_dir = write_world(tmp_path / "anchor", "anchor", 3, seed=1, image_size=64)
+    data = ConceptDataModule(
+        train_json=Source(str(train_json), str(train_dir), negatives=False),
+        anchor_json=str(anchor_json),
+        anchor_image_dir=str(anchor_dir),
+        image_size=56,
+        augment=False,
+    )
+    data.setup("fit")
+    assert data.sets["train"].samples and all(not s.negatives for s in data.sets["train"].samples)
+    assert any(s.negatives for s in data.sets["anchor"].samples)
+    assert all(s.positives for s in data.sets["train"].samples)

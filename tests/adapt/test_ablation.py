@@ -1,0 +1,44 @@
+"""The mixing x negatives ablation end to end, on a small world and the random tiny model."""
+
+import json
+
+import pytest
+import yaml
+
+from adapt.ablation import COLUMNS, ablation
+from model.tiny import write_tiny_random_sam3
+
+
+@pytest.mark.slow
+def test_ablation_runs_the_four_arms_and_the_base_on_the_same_held_out_images(tmp_path, capsys):
+    base = write_tiny_random_sam3(tmp_path / "base-168", image_size=168)
+    rows = ablation(
+        domain="microscopy",
+        out=str(tmp_path / "ablation"),
+        shots=2,
+        base=str(base),
+        max_epochs=1,
+        anchor_images=2,
+        val_images=2,
+    )
+    arms = [(r["anchor_mix"], r["target_negatives"]) for r in rows]
+    assert arms == [(None, None), (False, False), (False, True), (True, False), (True, True)]
+    for row in rows:
+        for key, _ in COLUMNS:
+            assert 0.0 <= row[key] <= 1.0
+    assert json.loads((tmp_path / "ablation" / "ablation.json").read_text()) == rows
+    table = capsys.readouterr().out
+    assert "| base (before adaptation) |  |  |" in table and "FP rate on hard negatives" in table
+    # Positives-only arms read the target set without its negatives; the others add sibling negatives.
+    for row in rows[1:]:
+        config = yaml.safe_load((tmp_path / "ablation" / row["model"] / "fit" / "config.yaml").read_text())
+        data = config["data"]
+        train = data["train_json"]
+        assert train.endswith("annotations.json") if row["target_negatives"] else train["negatives"] is False
+        assert data["sibling_negatives"] is row["target_negatives"]
+        assert (data["anchor_json"] is not None) is row["anchor_mix"]
+    worlds = [
+        tmp_path / "ablation" / r["model"] / "world" / "microscopy" / "val" / "annotations.json"
+        for r in rows[1:]
+    ]
+    assert len({w.read_text() for w in worlds}) == 1
