@@ -43,12 +43,11 @@ from adapt.overlay import truth_figure
 from data_mix import read_coco, write_demo_worlds
 
 # %%
-BASE = "tiny-random"  # BASE: "tiny" (pretrained tiny SAM 3, CPU) | "facebook/sam3" (GPU) | a local folder
+BASE = "tiny"  # "tiny": the pretrained tiny SAM 3 (CPU) | "facebook/sam3" (GPU) | a local folder
 RECIPE = "tiny-10shot"  # "box-only" for facebook/sam3; any recipes/*.yaml name or a YAML path
 OVERRIDES = {  # recipe keys set for this run; {} trains with the recipe as it is
     "model.mask_loss": False,  # the box-only switch (the box-only recipe sets it already)
     "trainer.max_epochs": 3,  # a quick CPU run; the recipe trains longer
-    "data.image_size": 224,  # tiny-random's input side; delete this line for "tiny" and facebook/sam3
 }
 WORK = Path("runs/industrial_box_only")
 
