@@ -6,7 +6,8 @@ look-alike phrases as hard negatives), then evaluates every adapter the same way
 `adapt.evaluation.evaluate` on the same held-out images: target-domain AP and cgF1, anchor-world AP
 (forgetting), and the false-positive rate on hard negatives (the share of held-out (image, phrase)
 pairs whose phrase is an absent sibling of a present one, "dividing cell" where only round cells
-are, on which the model predicts an instance above the score threshold).
+are, on which the model predicts an instance above the score threshold; "n/a" for a domain whose
+phrases have no siblings, such as ``industrial``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def ablation(
     return rows
 
 
-def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float]:
+def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
     """Target and anchor figures of one model on the held-out images of ``world``."""
     common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False}
     target = evaluate(
@@ -108,7 +109,10 @@ def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path
         "target_AP": target["metrics"]["segm/AP"],
         "target_cgF1": target["metrics"]["cgF1"],
         "anchor_AP": anchor["metrics"]["segm/AP"],
-        "hard_negative_FP_rate": target["breakdowns"]["pair kind"]["hard negative"]["negatives_with_FP"],
+        # None where the vocabulary has no siblings (industrial: "scratch", "hex bolt", ...).
+        "hard_negative_FP_rate": target["breakdowns"]["pair kind"]
+        .get("hard negative", {})
+        .get("negatives_with_FP"),
     }
 
 
@@ -123,6 +127,6 @@ def format_ablation(rows: list[dict[str, Any]], domain: str, shots: int) -> str:
     for row in rows:
         mix = "" if row["anchor_mix"] is None else ("1:1" if row["anchor_mix"] else "none")
         negatives = "" if row["target_negatives"] is None else ("hard" if row["target_negatives"] else "none")
-        values = " | ".join(f"{row[key]:.3f}" for key, _ in COLUMNS)
+        values = " | ".join("n/a" if row[key] is None else f"{row[key]:.3f}" for key, _ in COLUMNS)
         lines.append(f"| {row['model']} | {mix} | {negatives} | {values} |")
     return "\n".join(lines)

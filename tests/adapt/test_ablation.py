@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from adapt.ablation import COLUMNS, ablation
+from adapt.ablation import COLUMNS, ablation, format_ablation
 from model.tiny import write_tiny_random_sam3
 
 
@@ -42,3 +42,11 @@ def test_ablation_runs_the_four_arms_and_the_base_on_the_same_held_out_images(tm
         for r in rows[1:]
     ]
     assert len({w.read_text() for w in worlds}) == 1
+
+
+def test_a_domain_without_sibling_phrases_reports_no_hard_negative_rate():
+    row = {"model": "x", "anchor_mix": True, "target_negatives": True, "target_AP": 0.5}
+    row |= {"target_cgF1": 0.25, "anchor_AP": 0.5, "hard_negative_FP_rate": None}
+    assert (
+        format_ablation([row], "industrial", 10).splitlines()[-1].endswith("| 0.500 | 0.250 | 0.500 | n/a |")
+    )
