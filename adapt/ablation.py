@@ -6,8 +6,8 @@ look-alike phrases as hard negatives), then evaluates every adapter the same way
 `adapt.evaluation.evaluate` on the same held-out images: target-domain AP and cgF1, anchor-world AP
 (forgetting), and the false-positive rate on hard negatives (the share of held-out (image, phrase)
 pairs whose phrase is an absent sibling of a present one, "dividing cell" where only round cells
-are, on which the model predicts an instance above the score threshold; "n/a" for a domain whose
-phrases have no siblings, such as ``industrial``).
+are, or "rust spot" where only scratches are (the domain's ``concept_tree.yaml``), on which the
+model predicts an instance above the score threshold; "n/a" for a set without such pairs).
 """
 
 from __future__ import annotations
@@ -92,11 +92,13 @@ def ablation(
 def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
     """Target and anchor figures of one model on the held-out images of ``world``."""
     common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False}
+    tree = world / domain / "val" / "concept_tree.yaml"
     target = evaluate(
         str(world / domain / "val" / "annotations.json"),
         str(world / domain / "val" / "images"),
         out=str(out / "target"),
         sibling_negatives=True,
+        concept_tree=str(tree) if tree.is_file() else None,
         **common,
     )["model"]
     anchor = evaluate(
@@ -109,7 +111,7 @@ def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path
         "target_AP": target["metrics"]["segm/AP"],
         "target_cgF1": target["metrics"]["cgF1"],
         "anchor_AP": anchor["metrics"]["segm/AP"],
-        # None where the vocabulary has no siblings (industrial: "scratch", "hex bolt", ...).
+        # None where no held-out pair has an absent sibling of a present phrase.
         "hard_negative_FP_rate": target["breakdowns"]["pair kind"]
         .get("hard negative", {})
         .get("negatives_with_FP"),

@@ -65,7 +65,8 @@ def demo(
         shots: Labelled target-domain images to train on.
         anchor_mix: Mix anchor-world images 1:1 into training (keeps what the base knew).
         target_negatives: Train on the target images' negative phrases too, their look-alike siblings
-            ("dividing cell" where only round cells are) marked hard so that caps keep them; ``False``
+            ("dividing cell" where only round cells are; "rust spot" where only scratches are, from
+            the domain's ``concept_tree.yaml``) marked hard so that caps keep them; ``False``
             trains on the target's positive phrases only (anchor images keep their negatives).
         recipe: Recipe YAML whose model, data and trainer settings the fit uses.
         base: Base model instead of the recipe's ``model.checkpoint``.
@@ -100,6 +101,9 @@ def demo(
     ]
     if target_negatives:
         args += [f"--data.train_json={train_json}", "--data.sibling_negatives=true"]
+        tree = Path(train_json).parent / "concept_tree.yaml"
+        if tree.is_file():
+            args.append(f"--data.concept_tree={tree}")
     else:
         args.append("--data.train_json=" + json.dumps({"path": str(train_json), "negatives": False}))
     if base is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import yaml
 from scipy.ndimage import binary_dilation, gaussian_filter, uniform_filter1d
 
 from data_mix.shapes import coco_annotation, save_image, write_coco_json
@@ -37,6 +38,13 @@ ANCHOR_COLOURS: dict[str, tuple[int, int, int]] = {
 ANCHOR_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 MICROSCOPY_PHRASES: tuple[str, ...] = ("round cell", "elongated cell", "dividing cell", "stained nucleus")
 INDUSTRIAL_PHRASES: tuple[str, ...] = ("scratch", "rust spot", "hex bolt", "washer")
+
+#: Each target domain's concepts grouped under a parent: the other children of a present concept's
+#: parent are its hard negatives ("rust spot" where only scratches are), as a user's concept tree.
+CONCEPT_TREES: dict[str, dict[str, list[str]]] = {
+    "microscopy": {"cell": ["round cell", "elongated cell", "dividing cell"], "nucleus": ["stained nucleus"]},
+    "industrial": {"defect": ["scratch", "rust spot"], "part": ["hex bolt", "washer"]},
+}
 
 # Object sizes are given for 168-pixel images and scale with the image side.
 REFERENCE_SIZE = 168
@@ -396,7 +404,9 @@ def write_world(
     and a number of non-overlapping objects (anchor 1-8, microscopy 5-20 that may touch, industrial
     1-6). Labels are exhaustive: every object is annotated with an exact compressed-RLE mask, its
     tight box and its pixel area, once per phrase that names it (an anchor "red circle" is also a
-    "circle"). The same arguments give byte-identical files.
+    "circle"). A target domain also gets ``concept_tree.yaml`` (`CONCEPT_TREES`), the file a user
+    passes as ``concept_tree`` to train and evaluate with tree siblings as hard negatives. The same
+    arguments give byte-identical files.
 
     Args:
         folder: Output folder; gets ``annotations.json`` and ``images/`` (``0000.png``, ...).
@@ -428,6 +438,10 @@ def write_world(
             for name in (phrase, *spec.covering(phrase)):
                 annotations.append(coco_annotation(mask, len(annotations) + 1, index + 1, category_id[name]))
         images.append(save_image(pixels, image_dir, index))
+    if domain in CONCEPT_TREES:
+        tree = yaml.safe_dump(CONCEPT_TREES[domain], sort_keys=False)
+        header = "# parent: [children]; a present concept's siblings are its hard negatives\n"
+        (folder / "concept_tree.yaml").write_text(header + tree)
     return write_coco_json(folder, images, annotations, domain_categories(domain)), image_dir
 
 

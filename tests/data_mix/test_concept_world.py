@@ -1,6 +1,7 @@
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,8 +42,9 @@ def test_same_seed_byte_identical_other_seed_differs(domain, tmp_path):
     write_world(tmp_path / "b", domain, num_images=3, seed=1, image_size=96)
     write_world(tmp_path / "c", domain, num_images=3, seed=2, image_size=96)
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert len(a) == 4 and a == b
-    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
+    tree = Path("concept_tree.yaml")
+    assert len(a) == 4 + (domain != "anchor") and a == b
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if k != tree)
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
@@ -159,3 +161,23 @@ def test_preview_draws_box_only_sets(tmp_path):
     out = preview_grid(json_path, image_dir, tmp_path / "boxes.png", num=3)
     with Image.open(out) as image:
         assert image.format == "PNG"
+
+
+def test_target_domains_ship_their_concept_tree_as_hard_negatives(worlds):
+    from data_mix.coco import read_coco_set
+    from data_mix.hard_negatives import add_negatives
+
+    assert not (worlds["anchor"][0].parent / "concept_tree.yaml").exists()
+    SIBLINGS = {"scratch": "rust spot", "rust spot": "scratch", "hex bolt": "washer", "washer": "hex bolt"}
+    json_path, image_dir = worlds["industrial"]
+    tree = json_path.parent / "concept_tree.yaml"
+    coco = read_coco_set(json_path, image_dir)
+    with_tree = add_negatives(coco, concept_tree=tree)
+    for plain, hard in zip(coco.samples, with_tree.samples, strict=True):
+        present = {q.phrase for q in plain.positives}
+        added = [q.phrase for q in hard.queries[len(plain.queries) :]]
+        # Exhaustive labels already make every absent phrase a negative; the tree marks the siblings
+        # of present ones (a rust spot where only scratches are) as hard, and never a present one.
+        expected = {SIBLINGS[p] for p in present} - present
+        assert {q.phrase for q in hard.queries if q.phrase in expected} == expected
+        assert not present & set(added)
