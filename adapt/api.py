@@ -25,12 +25,10 @@ from adapt.cli import lightning_cli
 from adapt.prediction import Prediction
 from adapt.predictor import ImageLike, Predictor
 from adapt.publish import publish
+from adapt.recipe_files import recipe_path
 from adapt.task import ConceptSegmentationTask
 from model.loading import resolve_checkpoint
 from model.persistence import save_adapter, save_merged
-
-#: Where recipes named without a path are looked up.
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 #: The named arguments of :func:`finetune` and the recipe key each one sets.
 SHORTCUTS = {
@@ -44,22 +42,6 @@ SHORTCUTS = {
     "negatives": "data.hard_negatives",
     "out": "trainer.default_root_dir",
 }
-
-
-def recipe_path(recipe: str | os.PathLike) -> Path:
-    """The YAML file of a recipe given by name (``lora-10shot``) or by path.
-
-    Raises:
-        FileNotFoundError: If there is no such file or named recipe.
-    """
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    named = RECIPES / f"{recipe}.yaml"
-    if path.suffix not in (".yaml", ".yml") and named.is_file():
-        return named
-    known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
-    raise FileNotFoundError(f"no recipe {str(recipe)!r}: give a YAML file or one of {known}")
 
 
 def recipe_settings(

@@ -14,12 +14,13 @@ from typing import Any, Literal
 
 import lightning as L
 
+from adapt.recipe_files import recipe_path
 from adapt.task import ConceptSegmentationTask
 from data_mix.concept_world import write_demo_worlds
 from data_mix.datamodule import ConceptDataModule
 from model.persistence import save_adapter
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny-10shot.yaml"
+RECIPE = recipe_path("tiny-10shot")
 HEADLINE = ("segm/AP", "bbox/AP", "cgF1")
 
 
