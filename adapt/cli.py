@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from adapt.ablation import ablation
 from adapt.demo import demo
@@ -16,6 +17,7 @@ from adapt.export import export
 from adapt.mine_negatives import mine_negatives
 from adapt.pretrain_tiny import pretrain_tiny
 from adapt.publish import publish, upload
+from adapt.run_files import newest_last_checkpoint
 from adapt.task import ConceptSegmentationTask
 from adapt.tune import tune
 from data_mix.datamodule import ConceptDataModule
@@ -66,6 +68,29 @@ EXTRA_VERBS: dict[str, Callable[..., object]] = {
 }
 
 
+class ConceptCLI(LightningCLI):
+    """LightningCLI whose ``--ckpt_path last`` finds the checkpoint of the interrupted run.
+
+    Lightning resolves ``last`` in the checkpoint folder of the run it is starting, a new
+    ``version_N`` folder, so an interrupted fit would silently start again from scratch. Here
+    ``last`` becomes the newest ``last.ckpt`` under ``trainer.default_root_dir`` (see
+    `adapt.run_files.newest_last_checkpoint`), and a warning says so when there is none.
+    """
+
+    def before_instantiate_classes(self) -> None:
+        """Turn ``ckpt_path: last`` into the path of the newest ``last.ckpt`` of the run folder."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is None or config.get("ckpt_path") != "last":
+            return
+        root = config.get("trainer.default_root_dir") or "."
+        found = newest_last_checkpoint(root)
+        if found is None:
+            rank_zero_warn(f"--ckpt_path last: no last.ckpt under {root}; starting from the recipe's model")
+            return
+        rank_zero_info(f"--ckpt_path last: resuming from {found}")
+        config["ckpt_path"] = str(found)
+
+
 def lightning_cli(
     args: list[str] | None = None, run: bool = True, exit_on_error: bool = True
 ) -> LightningCLI:
@@ -80,7 +105,7 @@ def lightning_cli(
     Returns:
         The CLI object, with ``model``, ``datamodule`` and ``trainer``.
     """
-    return LightningCLI(
+    return ConceptCLI(
         ConceptSegmentationTask,
         ConceptDataModule,
         seed_everything_default=0,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from adapt.run_files import newest_last_checkpoint
 from adapt.task import ConceptSegmentationTask
 from data_mix.concept_world import write_world
 from data_mix.datamodule import ConceptDataModule
@@ -94,6 +96,11 @@ def pretrain_tiny(
     L.seed_everything(seed)
     loss_weights = PRETRAIN_LOSS_WEIGHTS if loss_weights is None else loss_weights
     work = Path(work_dir)
+    if ckpt_path == "last":  # Lightning alone would look only in this run's new version_N folder
+        found = newest_last_checkpoint(work)
+        if found is None:
+            raise FileNotFoundError(f"--ckpt_path last: no last.ckpt under {work} to resume from")
+        ckpt_path = str(found)
     train_json, train_dir = write_world(
         work / "anchor-train", "anchor", train_images, seed=2 * seed, image_size=image_size
     )
@@ -136,6 +143,7 @@ def pretrain_tiny(
         default_root_dir=str(work),
         log_every_n_steps=25,
         num_sanity_val_steps=0,
+        callbacks=[ModelCheckpoint(save_last=True)],  # last.ckpt, for `--ckpt_path last`
     )
     started = time.time()
     trainer.fit(task, data, ckpt_path=ckpt_path)

@@ -57,6 +57,19 @@ class FinishedRun:
         return path
 
 
+def newest_last_checkpoint(root: str | Path) -> Path | None:
+    """The newest ``last*.ckpt`` a run under ``root`` (a ``default_root_dir``) saved, or ``None``.
+
+    Lightning's own ``ckpt_path="last"`` looks only in the checkpoint folder of the run being
+    started, and a logger gives every run a new ``version_N`` folder, so on its own it never finds
+    the checkpoint an interrupted run left. This looks where a fit under ``root`` puts it:
+    ``<root>/<logger name>/version_N/checkpoints`` with a logger, ``<root>/checkpoints`` without.
+    """
+    root = Path(root)
+    found = [*root.glob("checkpoints/last*.ckpt"), *root.glob("*/version_*/checkpoints/last*.ckpt")]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def find_run(run: str | Path) -> FinishedRun:
     """Locate the checkpoint and logs of a run.
 

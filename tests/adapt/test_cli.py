@@ -117,6 +117,30 @@ def test_tiny_recipe_fits_resumes_validates_tests_predicts_and_exports(shapes, t
             torch.testing.assert_close(value, trained[key], msg=key)
 
 
+def test_ckpt_path_last_resumes_the_interrupted_run_of_the_recipe(shapes, tmp_path):
+    # As the recipes have it: a logger (a new version_N folder per run) and ModelCheckpoint(save_last)
+    # without a dirpath. Lightning alone would look for `last` in the new run's folder and start over.
+    args = [
+        "--config",
+        "recipes/tiny-cpu.yaml",
+        *data_args(shapes),
+        "--data.batch_size=2",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+    ]
+    with pytest.warns(UserWarning, match="no last.ckpt"):
+        lightning_cli(["fit", *args, "--trainer.max_steps=2", "--ckpt_path=last"])
+    interrupted = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(interrupted, weights_only=False)["global_step"] == 2
+
+    cli = lightning_cli(["fit", *args, "--trainer.max_steps=4", "--ckpt_path=last"])
+    assert Path(cli.trainer.ckpt_path) == interrupted
+    resumed = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    assert torch.load(resumed, weights_only=False)["global_step"] == 4
+
+
 def test_export_of_a_missing_checkpoint_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
         main(["export", f"--ckpt_path={tmp_path / 'nothing.ckpt'}", f"--out={tmp_path / 'out'}"])
