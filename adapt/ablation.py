@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from adapt.demo import RECIPE, demo
 from adapt.evaluation import evaluate
+from data_mix.concept_world import concept_tree_file
 
 #: The ablation's columns: key in a row, header in the Markdown table.
 COLUMNS = (
@@ -92,13 +93,14 @@ def ablation(
 def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
     """Target and anchor figures of one model on the held-out images of ``world``."""
     common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False}
-    tree = world / domain / "val" / "concept_tree.yaml"
+    target_json = world / domain / "val" / "annotations.json"
+    tree = concept_tree_file(target_json)
     target = evaluate(
-        str(world / domain / "val" / "annotations.json"),
+        str(target_json),
         str(world / domain / "val" / "images"),
         out=str(out / "target"),
         sibling_negatives=True,
-        concept_tree=str(tree) if tree.is_file() else None,
+        concept_tree=None if tree is None else str(tree),
         **common,
     )["model"]
     anchor = evaluate(

@@ -16,7 +16,7 @@ import lightning as L
 
 from adapt.recipe_files import recipe_path
 from adapt.task import ConceptSegmentationTask
-from data_mix.concept_world import write_demo_worlds
+from data_mix.concept_world import concept_tree_file, write_demo_worlds
 from data_mix.datamodule import ConceptDataModule
 from model.persistence import save_adapter
 
@@ -102,8 +102,8 @@ def demo(
     ]
     if target_negatives:
         args += [f"--data.train_json={train_json}", "--data.sibling_negatives=true"]
-        tree = Path(train_json).parent / "concept_tree.yaml"
-        if tree.is_file():
+        tree = concept_tree_file(train_json)
+        if tree is not None:
             args.append(f"--data.concept_tree={tree}")
     else:
         args.append("--data.train_json=" + json.dumps({"path": str(train_json), "negatives": False}))

@@ -46,6 +46,9 @@ CONCEPT_TREES: dict[str, dict[str, list[str]]] = {
     "industrial": {"defect": ["scratch", "rust spot"], "part": ["hex bolt", "washer"]},
 }
 
+#: The file `write_world` puts beside a target domain's ``annotations.json``.
+CONCEPT_TREE_FILE = "concept_tree.yaml"
+
 # Object sizes are given for 168-pixel images and scale with the image side.
 REFERENCE_SIZE = 168
 
@@ -441,8 +444,14 @@ def write_world(
     if domain in CONCEPT_TREES:
         tree = yaml.safe_dump(CONCEPT_TREES[domain], sort_keys=False)
         header = "# parent: [children]; a present concept's siblings are its hard negatives\n"
-        (folder / "concept_tree.yaml").write_text(header + tree)
+        (folder / CONCEPT_TREE_FILE).write_text(header + tree)
     return write_coco_json(folder, images, annotations, domain_categories(domain)), image_dir
+
+
+def concept_tree_file(json_path: str | Path) -> Path | None:
+    """The concept tree `write_world` wrote beside ``json_path`` (a target domain's set), else ``None``."""
+    tree = Path(json_path).parent / CONCEPT_TREE_FILE
+    return tree if tree.is_file() else None
 
 
 def write_demo_worlds(

@@ -13,6 +13,7 @@ from data_mix.concept_world import (
     ANCHOR_COLOURS,
     ANCHOR_SHAPES,
     DOMAINS,
+    concept_tree_file,
     domain_categories,
     write_demo_worlds,
     write_world,
@@ -167,10 +168,11 @@ def test_target_domains_ship_their_concept_tree_as_hard_negatives(worlds):
     from data_mix.coco import read_coco_set
     from data_mix.hard_negatives import add_negatives
 
-    assert not (worlds["anchor"][0].parent / "concept_tree.yaml").exists()
+    assert concept_tree_file(worlds["anchor"][0]) is None
     SIBLINGS = {"scratch": "rust spot", "rust spot": "scratch", "hex bolt": "washer", "washer": "hex bolt"}
     json_path, image_dir = worlds["industrial"]
-    tree = json_path.parent / "concept_tree.yaml"
+    tree = concept_tree_file(json_path)
+    assert tree == json_path.parent / "concept_tree.yaml"
     coco = read_coco_set(json_path, image_dir)
     with_tree = add_negatives(coco, concept_tree=tree)
     for plain, hard in zip(coco.samples, with_tree.samples, strict=True):
