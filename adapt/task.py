@@ -270,7 +270,8 @@ class ConceptSegmentationTask(LightningModule):
             layer_decay=hp.layer_decay,
         )
         on_cuda = next(self.parameters()).is_cuda
-        optimizer = torch.optim.AdamW(groups, fused=on_cuda or None, foreach=None if on_cuda else True)
+        clips = bool(self.trainer.gradient_clip_val)
+        optimizer = torch.optim.AdamW(groups, **adamw_options(on_cuda, clips))
         if hp.schedule == "cosine":
             total = int(self.trainer.estimated_stepping_batches)
             scheduler = cosine_schedule(optimizer, hp.warmup_steps, total)
@@ -284,6 +285,25 @@ class ConceptSegmentationTask(LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k not in trainable]:
             del state[key]
+
+
+def adamw_options(on_cuda: bool, clips_gradients: bool) -> dict[str, bool]:
+    """The AdamW implementation to use: fused on a GPU, unless gradients are clipped.
+
+    A fused AdamW unscales gradients inside its own step, so Lightning's mixed-precision plugins
+    (``bf16-mixed``, ``16-mixed``) refuse to clip its gradients; with clipping on, the multi-tensor
+    (``foreach``) implementation is the fast one that allows it.
+
+    Args:
+        on_cuda: Whether the parameters live on a CUDA device.
+        clips_gradients: Whether the trainer clips gradients (``gradient_clip_val`` set).
+
+    Returns:
+        Keyword arguments for ``torch.optim.AdamW``.
+    """
+    if on_cuda and not clips_gradients:
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def _cpu(masks: torch.Tensor | None) -> torch.Tensor | None:

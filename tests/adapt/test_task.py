@@ -2,6 +2,7 @@ import json
 
 import lightning as L
 import pytest
+import torch
 
 from adapt.task import ConceptSegmentationTask
 from data_mix.datamodule import ConceptDataModule
@@ -76,3 +77,26 @@ def test_feature_cache_warns_when_augmentation_makes_every_epoch_new_and_refuses
         ConceptSegmentationTask(checkpoint="tiny-random", adaptation="full", feature_cache="memory")
     with pytest.raises(ValueError, match="feature_cache_dir"):
         ConceptSegmentationTask(checkpoint="tiny-random", feature_cache="disk")
+
+
+@pytest.mark.parametrize("on_cuda", [False, True])
+def test_gradients_of_the_chosen_adamw_can_be_clipped_under_bf16_mixed_precision(on_cuda):
+    # Lightning's own check: a fused AdamW (what a GPU run used to get) made bf16-mixed fits with
+    # gradient_clip_val fail at the first step ("does not allow for gradient clipping").
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from lightning.pytorch.utilities import GradClipAlgorithmType
+
+    from adapt.task import adamw_options
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([weight], **adamw_options(on_cuda, clips_gradients=True))
+    weight.grad = torch.full((3,), 10.0)
+    MixedPrecision("bf16-mixed", "cpu").clip_gradients(optimizer, 1.0, GradClipAlgorithmType.NORM)
+    assert weight.grad.norm() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_a_gpu_run_without_clipping_gets_the_fused_adamw():
+    from adapt.task import adamw_options
+
+    assert adamw_options(on_cuda=True, clips_gradients=False) == {"fused": True}
+    assert adamw_options(on_cuda=False, clips_gradients=False) == {"foreach": True}
