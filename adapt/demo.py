@@ -46,7 +46,7 @@ def evaluate_sets(
 
 
 def demo(
-    domain: Literal["microscopy", "industrial"] = "microscopy",
+    domain: Literal["microscopy", "industrial"] = "industrial",
     out: str = "runs/demo",
     shots: int = 10,
     anchor_mix: bool = True,

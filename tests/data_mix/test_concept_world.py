@@ -21,7 +21,7 @@ from data_mix.concept_world import (
 from data_mix.preview import preview_grid
 from data_mix.shapes import write_shapes_coco
 
-COUNTS = {"anchor": (1, 8), "microscopy": (5, 20), "industrial": (1, 6)}
+COUNTS = {"anchor": (1, 8), "microscopy": (4, 12), "industrial": (1, 6)}
 
 
 def _files(folder):
