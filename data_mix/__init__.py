@@ -2,6 +2,7 @@
 
 import importlib
 
+from data_mix import _offline  # noqa: F401  (before albumentations is imported)
 from data_mix.coco import CocoSet, load_prompt_map, read_coco, read_coco_set
 from data_mix.coco_checks import CocoFormatError, CocoSkipWarning
 from data_mix.collate import VISUAL_PROMPT_TEXT, ConceptCollator, collate_concepts
