@@ -177,7 +177,7 @@ def _anchor_object(rng: np.random.Generator, name: str, scale: float, look: Look
 
 
 def _microscopy_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, Look]:
-    """A pale grey brightfield slide with violet-stained (Giemsa-like) cells, or a pink H&E slide.
+    """A mid-grey brightfield slide with violet-stained (Giemsa-like) cells, or a pink H&E slide.
 
     The stains are strong: a ViT this small, pretrained on an hour of saturated shapes, has no
     features for grey cells on a grey slide (10-shot adaptation stayed below 0.08 AP on them).
