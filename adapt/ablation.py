@@ -1,13 +1,14 @@
 """What anchor mixing and hard negatives each buy (``sam3-adapt ablation``).
 
 Runs the main job (`adapt.demo.demo`) four times on one target domain of the concept world, with
-anchor mixing off and 1:1, and with the target's negatives off (positives only) and on (absent
-look-alike phrases as hard negatives), then evaluates every adapter the same way with
-`adapt.evaluation.evaluate` on the same held-out images: target-domain AP and cgF1, anchor-world AP
-(forgetting), and the false-positive rate on hard negatives (the share of held-out (image, phrase)
-pairs whose phrase is an absent sibling of a present one, "dividing cell" where only round cells
-are, or "rust spot" where only scratches are (the domain's ``concept_tree.yaml``), on which the
-model predicts an instance above the score threshold; "n/a" for a set without such pairs).
+anchor mixing off and on (at the recipe's ``data.anchor_ratio``), and with the target's negatives
+off (positives only) and on (absent look-alike phrases as hard negatives), then evaluates every
+adapter the same way with `adapt.evaluation.evaluate` on the same held-out images: target-domain AP
+and cgF1, anchor-world AP (forgetting), and the false-positive rate on hard negatives (the share of
+held-out (image, phrase) pairs whose phrase is an absent sibling of a present one, "dividing cell"
+where only round cells are, or "rust spot" where only scratches are (the domain's
+``concept_tree.yaml``), on which the model predicts an instance above the score threshold; "n/a"
+for a set without such pairs).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def ablation(
     val_images: int = 100,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Adapt with {no mixing, 1:1 anchor mixing} x {positives only, hard negatives} and compare.
+    """Adapt with {no mixing, anchor mixing} x {positives only, hard negatives} and compare.
 
     Args:
         domain: Target domain of the concept world.
@@ -77,7 +78,8 @@ def ablation(
             )
             world, evaluation = root / name / "world", root / name / "evaluation"
             measured = _measure(base, run["adapter"], world, domain, evaluation)
-            rows.append({"model": name, "anchor_mix": anchor_mix, "target_negatives": negatives} | measured)
+            settings = {"anchor_mix": anchor_mix, "anchor_ratio": run["anchor_ratio"]}
+            rows.append({"model": name} | settings | {"target_negatives": negatives} | measured)
     # Every run wrote the same world (same seed and sizes): the base is measured on the first one's.
     first = root / rows[0]["model"] / "world"
     measured = _measure(base, None, first, domain, root / "base" / "evaluation")
@@ -129,7 +131,9 @@ def format_ablation(rows: list[dict[str, Any]], domain: str, shots: int) -> str:
         "|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for row in rows:
-        mix = "" if row["anchor_mix"] is None else ("1:1" if row["anchor_mix"] else "none")
+        mix = "" if row["anchor_mix"] is None else "none"
+        if row["anchor_mix"]:
+            mix = f"{row.get('anchor_ratio', 1.0):g}:1"
         negatives = "" if row["target_negatives"] is None else ("hard" if row["target_negatives"] else "none")
         values = " | ".join("n/a" if row[key] is None else f"{row[key]:.3f}" for key, _ in COLUMNS)
         lines.append(f"| {row['model']} | {mix} | {negatives} | {values} |")

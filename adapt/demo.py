@@ -64,7 +64,8 @@ def demo(
         domain: Target domain of the concept world.
         out: Output folder (world, logs, adapter, ``results.json``).
         shots: Labelled target-domain images to train on.
-        anchor_mix: Mix anchor-world images 1:1 into training (keeps what the base knew).
+        anchor_mix: Mix anchor-world images into training at the recipe's ``data.anchor_ratio``
+            (``tiny-10shot``: two per target image), which keeps what the base knew.
         target_negatives: Train on the target images' negative phrases too, their look-alike siblings
             ("dividing cell" where only round cells are; "rust spot" where only scratches are, from
             the domain's ``concept_tree.yaml``) marked hard so that caps keep them; ``False``
@@ -127,6 +128,7 @@ def demo(
         "domain": domain,
         "shots": shots,
         "anchor_mix": anchor_mix,
+        "anchor_ratio": float(cli.datamodule.hparams.anchor_ratio) if anchor_mix else 0.0,
         "target_negatives": target_negatives,
         "before": before,
         "after": after,
@@ -139,7 +141,8 @@ def demo(
 
 def format_table(results: dict[str, Any]) -> str:
     """The before/after table as Markdown."""
-    mix = "with" if results["anchor_mix"] else "without"
+    ratio = results.get("anchor_ratio", 1.0)
+    mix = f"with {ratio:g}:1" if results["anchor_mix"] else "without"
     negatives = "hard negatives" if results.get("target_negatives", True) else "positives only"
     title = f"{results['shots']}-shot LoRA adaptation of the tiny SAM 3 to '{results['domain']}'"
     lines = [

@@ -50,3 +50,6 @@ def test_a_domain_without_sibling_phrases_reports_no_hard_negative_rate():
     assert (
         format_ablation([row], "industrial", 10).splitlines()[-1].endswith("| 0.500 | 0.250 | 0.500 | n/a |")
     )
+    assert "| x | 1:1 | hard |" in format_ablation([row], "industrial", 10)
+    assert "| x | 2:1 | hard |" in format_ablation([row | {"anchor_ratio": 2.0}], "industrial", 10)
+    assert "| x | none | hard |" in format_ablation([row | {"anchor_mix": False}], "industrial", 10)
