@@ -208,8 +208,8 @@ def _glow(
 ) -> Drawn:
     """Paint a fluorescent object from its normalised radius field (1 on the outline).
 
-    It is brightest in the middle and dims towards its edge, and its nuclei (``nuclei <= 1``), which
-    exclude the cytoplasmic label, are darker.
+    It is brightest in the middle and dims towards its edge; where ``nuclei <= 1`` it is darker (a
+    cell's nuclei exclude its cytoplasmic label, a nucleus's nucleolus holds little DNA to stain).
     """
     mask = radius <= 1
     edge = np.clip(radius, 0, 1)[..., None] ** 2
@@ -225,7 +225,7 @@ def _microscopy_object(rng: np.random.Generator, name: str, scale: float, look: 
         r = rng.uniform(8, 12) * scale
         x, y = _grid(1.4 * r, rng)
         radius = _wobbly_radius(rng, x / r, y / r, 0.08)
-        return _glow(rng, radius, 9 * radius, DAPI, look)
+        return _glow(rng, radius, 9 * radius, DAPI, look)  # a small dark nucleolus in the middle
     if name == "round cell":
         r = rng.uniform(12, 17) * scale
         a, b = r * rng.uniform(1, 1.15), r

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,7 +18,7 @@
 #
 # SAM 3 finds every instance of a noun phrase ("round cell") in an image. On a domain it has not
 # seen, a few labelled images and a LoRA adapter go a long way. This notebook looks at the data,
-# evaluates the base model, adapts it with LoRA on 10 images mixed 1:1 with "anchor" data (so it
+# evaluates the base model, adapts it with LoRA on 10 images mixed with "anchor" data (so it
 # keeps what it knew), evaluates again, saves the adapter and shows how to publish it.
 #
 # **As written** it runs anywhere in a minute or two on a CPU, with a built-in tiny SAM 3 and a
@@ -26,7 +28,7 @@
 # and image folder (boxes with polygon or RLE masks; category names are the noun phrases; every
 # category absent from an image becomes a negative phrase for it), `VAL_JSON` / `VAL_IMAGES` to
 # held-out images, and `ANCHOR_JSON` / `ANCHOR_IMAGES` to general data the model should keep
-# knowing (the SAM 3 paper mixes 1:1), or `None` for no mixing.
+# knowing (the SAM 3 paper mixes 1:1; the tiny recipe 2:1), or `None` for no mixing.
 #
 # **The real SAM 3 on a GPU.** Set `BASE = "facebook/sam3"` (gated: accept its licence on the Hub
 # and run `hf auth login`; or a local folder with the weights), `RECIPE = "lora-10shot"` and
