@@ -80,18 +80,23 @@ def test_masks_exact_disjoint_visible_and_images_hold_one_to_three_categories(do
         assert sum(mask.astype(int) for _, mask in objects).max() == 1
 
 
-def test_anchor_objects_carry_their_colour(worlds):
-    json_path, image_dir = worlds["anchor"]
+def _object_colours(json_path, image_dir):
+    """(phrase, mean RGB under its mask) for every annotation of a world."""
     coco = json.loads(json_path.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    palette = np.array(list(ANCHOR_COLOURS.values()), dtype=float)
     for ann in coco["annotations"]:
-        if names[ann["category_id"]] in ANCHOR_SHAPES:
-            continue
         pixels = np.asarray(Image.open(image_dir / f"{ann['image_id'] - 1:04d}.png"), dtype=float)
-        mean = pixels[mask_utils.decode(ann["segmentation"]).astype(bool)].mean(axis=0)
+        mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+        yield names[ann["category_id"]], pixels[mask].mean(axis=0)
+
+
+def test_anchor_objects_carry_their_colour(worlds):
+    palette = np.array(list(ANCHOR_COLOURS.values()), dtype=float)
+    for name, mean in _object_colours(*worlds["anchor"]):
+        if name in ANCHOR_SHAPES:
+            continue
         nearest = list(ANCHOR_COLOURS)[int(np.abs(palette - mean).sum(axis=1).argmin())]
-        assert names[ann["category_id"]].split()[0] == nearest
+        assert name.split()[0] == nearest
 
 
 def test_vocabularies_are_new_words_and_unknown_domain_fails():
@@ -132,11 +137,7 @@ def test_every_image_has_negatives_and_every_phrase_is_frequent(domain, worlds):
 def test_target_objects_are_saturated_and_not_yellow(domain, worlds):
     # What the tiny base can learn in 10 shots (README): grey objects stay at AP 0, and yellow or
     # orange-yellow ones are found before adaptation by the feature every unknown phrase maps to.
-    json_path, image_dir = worlds[domain]
-    coco = json.loads(json_path.read_text())
-    for ann in coco["annotations"]:
-        pixels = np.asarray(Image.open(image_dir / f"{ann['image_id'] - 1:04d}.png"), dtype=float)
-        red, green, blue = pixels[mask_utils.decode(ann["segmentation"]).astype(bool)].mean(axis=0)
+    for _, (red, green, blue) in _object_colours(*worlds[domain]):
         assert max(red, green, blue) - min(red, green, blue) >= 0.4 * max(red, green, blue)
         assert not (red > blue + 60 and green > blue + 60)
 
