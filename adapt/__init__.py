@@ -2,24 +2,26 @@
 
 The one-call API::
 
-    import adapt
+    import sam3_adapt
 
-    result = adapt.finetune(base="facebook/sam3", train="train.json", images="images/", recipe="lora-10shot")
+    result = sam3_adapt.finetune(
+        base="facebook/sam3", train="train.json", images="images/", recipe="lora-10shot"
+    )
     result.evaluate("test.json", "images/", baseline=True)
     result.predict("slide.png", "round cell").to_coco()
-    predictor = adapt.load("facebook/sam3", adapter=result.adapter)
+    predictor = sam3_adapt.load("facebook/sam3", adapter=result.adapter)
 """
 
 from typing import Any
 
 #: Public names, imported on first use: the API pulls in Lightning and transformers, which take seconds.
 _LAZY = {
-    "finetune": "adapt.api",
-    "FinetuneResult": "adapt.api",
-    "load": "adapt.predictor",
-    "Predictor": "adapt.predictor",
-    "Prediction": "adapt.prediction",
-    "evaluate": "adapt.evaluation",
+    "finetune": "sam3_adapt.api",
+    "FinetuneResult": "sam3_adapt.api",
+    "load": "sam3_adapt.predictor",
+    "Predictor": "sam3_adapt.predictor",
+    "Prediction": "sam3_adapt.inference.prediction",
+    "evaluate": "sam3_adapt.evaluation",
 }
 
 

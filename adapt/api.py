@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +17,14 @@ from typing import Any
 
 from jsonargparse import ArgumentError
 from matplotlib.figure import Figure
-from peft import PeftModel
-from transformers import Sam3Processor
 
-from adapt.cli import lightning_cli
-from adapt.prediction import Prediction
-from adapt.predictor import ImageLike, Predictor
-from adapt.publish import publish
-from adapt.recipe_files import recipe_path
-from adapt.task import ConceptSegmentationTask
-from model.loading import resolve_checkpoint
-from model.persistence import save_adapter, save_merged
+from sam3_adapt.fitting.lightning_cli import lightning_cli
+from sam3_adapt.fitting.recipe_files import recipe_path
+from sam3_adapt.inference.prediction import Prediction
+from sam3_adapt.model.persistence import save_trained
+from sam3_adapt.predictor import ImageLike, Predictor
+from sam3_adapt.release.publish import publish
+from sam3_adapt.training.task import ConceptSegmentationTask
 
 #: The named arguments of :func:`finetune` and the recipe key each one sets.
 SHORTCUTS = {
@@ -99,7 +95,7 @@ class FinetuneResult:
             fine-tuning.
         config: The resolved recipe, ``{"model": {...}, "data": {...}, "trainer": {...}, ...}``.
         task: The trained Lightning task.
-        predictor: The trained model as a :class:`~adapt.predictor.Predictor`.
+        predictor: The trained model as a :class:`~sam3_adapt.predictor.Predictor`.
     """
 
     metrics: dict[str, float]
@@ -114,7 +110,7 @@ class FinetuneResult:
     def predict(
         self, image: ImageLike, phrases: str | Sequence[str], threshold: float | None = None
     ) -> Prediction:
-        """Find every instance of each phrase in an image; see :meth:`adapt.predictor.Predictor.predict`."""
+        """Find every instance of each phrase in an image (`sam3_adapt.predictor.Predictor.predict`)."""
         return self.predictor.predict(image, phrases, threshold)
 
     def show(
@@ -124,7 +120,7 @@ class FinetuneResult:
         out: str | os.PathLike | None = None,
         threshold: float | None = None,
     ) -> Figure:
-        """Draw the trained model's detections on an image; see :meth:`adapt.predictor.Predictor.show`."""
+        """Draw the trained model's detections on an image (`sam3_adapt.predictor.Predictor.show`)."""
         return self.predictor.show(image, phrases, out, threshold)
 
     def evaluate(
@@ -142,7 +138,7 @@ class FinetuneResult:
             image_dir: Their image folder(s); default the validation set's.
             out: Output folder; default ``<run_dir>/evaluate``.
             baseline: Also evaluate the base model without the adapter, side by side with deltas.
-            **options: Further arguments of :func:`adapt.evaluation.evaluate`.
+            **options: Further arguments of :func:`sam3_adapt.evaluation.evaluate`.
 
         Returns:
             The content of ``metrics.json``.
@@ -169,29 +165,13 @@ class FinetuneResult:
         Args:
             repo_id: Hub repo (``org/name``) to upload to; ``None`` only writes the folder.
             out: Folder to write (new or empty); default ``<run_dir>/hub-<kind>``.
-            **options: Further arguments of :func:`adapt.publish.publish` (``kind``, ``private``,
+            **options: Further arguments of :func:`sam3_adapt.release.publish.publish` (``kind``, ``private``,
                 ``metrics`` (e.g. an ``evaluate`` ``metrics.json``), ``create_pr``, ...).
 
         Returns:
             The published folder.
         """
         return publish(str(self.run_dir), repo_id=repo_id, out=None if out is None else str(out), **options)
-
-
-def save_weights(task: ConceptSegmentationTask, folder: Path) -> tuple[Path | None, Path]:
-    """Save what the task trained into ``folder``: ``adapter/`` (LoRA) or ``model/`` (merged, with processor).
-
-    Returns:
-        ``(adapter, weights)``: the adapter folder (``None`` after full fine-tuning) and the folder to
-        load the trained model from.
-    """
-    base = str(task.hparams.checkpoint)
-    network = task.segmenter.network
-    if isinstance(network, PeftModel):
-        adapter = save_adapter(network, folder / "adapter", base_model_name=base)
-        return adapter, adapter
-    processor = Sam3Processor.from_pretrained(resolve_checkpoint(base))
-    return None, save_merged(network, folder / "model", processor=processor)
 
 
 def finetune(
@@ -259,10 +239,7 @@ def finetune(
     }
     args = cli_arguments(recipe, recipe_settings(shortcuts, overrides, **options))
     try:
-        with warnings.catch_warnings():
-            # The process's own arguments (pytest's, a notebook kernel's) are not meant for the recipe.
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            cli = lightning_cli(args, run=False, exit_on_error=False)
+        cli = lightning_cli(args, run=False, exit_on_error=False)
     except ArgumentError as error:
         raise ValueError(f"recipe {str(recipe)!r} with these settings: {error}") from error
     task, data, trainer = cli.model, cli.datamodule, cli.trainer
@@ -273,7 +250,7 @@ def finetune(
             key: float(value) for key, value in trainer.validate(task, data, verbose=False)[0].items()
         }
     run_dir = Path(trainer.log_dir)
-    adapter, weights = save_weights(task, run_dir)
+    adapter, weights = save_trained(task.segmenter.network, run_dir, str(task.hparams.checkpoint))
     callback = trainer.checkpoint_callback
     last = callback and (callback.last_model_path or callback.best_model_path)
     predictor = Predictor(

@@ -12,13 +12,13 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from adapt.evaluation import evaluate
-from adapt.overlay import overlay_figure, save_figure
-from adapt.prediction import Prediction
-from adapt.predictions import detections_per_query
-from data_mix.transforms import eval_transform
-from model.forward import ConceptSegmenter
-from model.loading import load_sam3
+from sam3_adapt.data_mix.transforms import network_input
+from sam3_adapt.evaluation.run import evaluate
+from sam3_adapt.inference.overlay import overlay_figure, save_figure
+from sam3_adapt.inference.prediction import Prediction
+from sam3_adapt.model.detections import detect
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.loading import load_segmenter
 
 ImageLike = Image.Image | str | os.PathLike | np.ndarray
 
@@ -51,7 +51,7 @@ class Predictor:
 
     Images are resized to ``image_size`` exactly as evaluation does, and detections are mapped back to
     the original pixels. Make one with :func:`load` or take ``result.predictor`` of
-    :func:`adapt.finetune`.
+    :func:`sam3_adapt.finetune`.
 
     Args:
         segmenter: The network and its tokenizer.
@@ -98,7 +98,7 @@ class Predictor:
                 ``max_detections`` of each phrase.
 
         Returns:
-            The :class:`~adapt.prediction.Prediction`.
+            The :class:`~sam3_adapt.inference.prediction.Prediction`.
 
         Raises:
             ValueError: If no phrase is given or a phrase is too long for the text encoder.
@@ -108,24 +108,16 @@ class Predictor:
         if not asked:
             raise ValueError("give at least one phrase")
         height, width = pixels.shape[:2]
-        no_boxes = {"bboxes": np.zeros((0, 4), dtype=np.float32), "instance_index": []}
-        resized = eval_transform(self.image_size)(image=pixels, **no_boxes)["image"]
-        # The normalisation of data_mix's datasets: [0, 1], then mean = std = 0.5.
-        tensor = (torch.from_numpy(resized).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
-        index = torch.zeros(len(asked), dtype=torch.long)
         self.segmenter.eval()
-        outputs = self.segmenter(
-            tensor[None].to(self.device),
+        found = detect(
+            self.segmenter,
+            network_input(pixels, self.image_size)[None],
             asked,
-            index.to(self.device),
-            mask_queries=None if self.masks else index.new_zeros(0),
-        )
-        found = detections_per_query(
-            outputs,
+            torch.zeros(len(asked), dtype=torch.long),
             torch.tensor([[height, width]]),
-            index,
             top_k=self.max_detections,
             min_score=self.score_threshold if threshold is None else threshold,
+            masks=self.masks,
         )
         return Prediction(
             phrases=asked,
@@ -181,7 +173,7 @@ class Predictor:
             image_dir: Its image folder (one per file, or one for all).
             out: Output folder (``metrics.json``, ``results.json``, ``report.html``, ``figures/``).
             baseline: Also evaluate the base model without the adapter, side by side with deltas.
-            **options: Further arguments of :func:`adapt.evaluation.evaluate` (``pictures``,
+            **options: Further arguments of :func:`sam3_adapt.evaluation.evaluate` (``pictures``,
                 ``batch_size``, ``prompt_map``, ``progress``, ...).
 
         Returns:
@@ -218,7 +210,7 @@ def load(
 
     Example::
 
-        predictor = adapt.load("facebook/sam3", adapter="my-org/sam3-cells-lora")
+        predictor = sam3_adapt.load("facebook/sam3", adapter="my-org/sam3-cells-lora")
         prediction = predictor.predict("slide.png", ["round cell", "dividing cell"])
 
     Args:
@@ -233,10 +225,10 @@ def load(
     Returns:
         The :class:`Predictor`.
     """
-    network, processor = load_sam3(base, adapter=adapter)
+    segmenter = load_segmenter(base, adapter)
     return Predictor(
-        ConceptSegmenter(network, processor.tokenizer),
-        image_size or int(processor.image_processor.size["height"]),
+        segmenter,
+        image_size or segmenter.image_size,
         base=str(base),
         adapter=None if adapter is None else str(adapter),
         score_threshold=score_threshold,

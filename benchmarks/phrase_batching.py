@@ -19,21 +19,19 @@ holds (weights, gradients, AdamW state, activations).
 
 Usage::
 
-    python benchmarks/phrase_batching.py                      # everything, about 10 min on 2 CPU cores
-    python benchmarks/phrase_batching.py --configs '[tiny]' --epochs 2 --full_size_recipes '[]'
-    python benchmarks/phrase_batching.py --device cuda --full_size_image 1008
+    python -m benchmarks.phrase_batching                      # everything, about 10 min on 2 CPU cores
+    python -m benchmarks.phrase_batching --configs '[tiny]' --epochs 2 --full_size_recipes '[]'
+    python -m benchmarks.phrase_batching --device cuda --full_size_image 1008
 
 Results go to ``benchmarks/results/phrase_batching.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import platform
 import resource
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -42,15 +40,17 @@ from typing import Any
 
 import torch
 
-from adapt.levers import LEVERS, lever_outputs
-from adapt.objective import ConceptObjective
-from model.adaptation import LoraSettings, apply_full_finetune, apply_lora
-from model.forward import ConceptSegmenter
-from model.memory import enable_activation_checkpointing
-from model.tiny import tiny_sam3_config
-from model.tokenizer import clip_tokenizer
+from benchmarks.levers import LEVERS, lever_outputs
+from benchmarks.peak_memory import PeakMemory
+from benchmarks.phrase_batching_report import markdown, summarise
+from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.memory import enable_activation_checkpointing
+from sam3_adapt.model.tiny import tiny_sam3_config
+from sam3_adapt.model.tokenizer import clip_tokenizer
+from sam3_adapt.training.loss import ConceptObjective
 
-#: Overrides of :func:`model.tiny.tiny_sam3_config` per named config, plus ``detr_heads``.
+#: Overrides of :func:`sam3_adapt.model.tiny.tiny_sam3_config` per named config, plus ``detr_heads``.
 CONFIGS: dict[str, dict[str, int]] = {
     "tiny": {"image_size": 224},
     # The vision encoder dominates a forward pass, as in the real model. Detector attention heads are
@@ -66,7 +66,6 @@ CONFIGS: dict[str, dict[str, int]] = {
         "detr_heads": 1,
     },
 }
-LETTERS = dict(zip(LEVERS, "abcd"))
 FULL_SIZE_RECIPES = ["full", "lora-detector"]
 VOCABULARY = [
     f"{colour} {shape}"
@@ -140,70 +139,6 @@ def _target(size: int, instances: int, positive: bool) -> dict[str, torch.Tensor
     for mask, (x0, y0, x1, y1) in zip(masks, (boxes * size).long().tolist()):
         mask[y0:y1, x0:x1] = True
     return {"boxes": boxes, "masks": masks, "has_mask": torch.ones(instances, dtype=torch.bool)}
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks")
-        + ("fordblks", "keepcost")
-    ]
-
-
-class PeakMemory:
-    """Peak memory growth during a block: the CPU heap's bytes in use, sampled; CUDA's allocator peak.
-
-    On the CPU, glibc's ``mallinfo2`` counts the bytes allocated and not yet freed (PyTorch's CPU
-    tensors included); unlike the resident set size it does not count memory the allocator keeps
-    after a free, so what an earlier phase freed does not show up as a later phase's use.
-    """
-
-    _libc = None
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak = 0
-        self._running = False
-
-    @classmethod
-    def in_use(cls) -> int:
-        """Bytes of the CPU heap in use (glibc ``mallinfo2``: arena plus mmapped blocks)."""
-        if cls._libc is None:
-            cls._libc = ctypes.CDLL("libc.so.6")
-            cls._libc.mallinfo2.restype = _MallInfo2
-        info = cls._libc.mallinfo2()
-        return info.uordblks + info.hblkhd
-
-    def _sample(self) -> None:
-        while self._running:
-            self.peak = max(self.peak, self.in_use())
-            time.sleep(0.002)
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.base = self.peak = self.in_use()
-            self._running = True
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._running = False
-            self._thread.join()
-            self.peak = max(self.peak, self.in_use())
-
-    @property
-    def growth_mb(self) -> float:
-        """Peak minus the memory held on entry, in MiB."""
-        return (self.peak - self.base) / 2**20
 
 
 def _step(segmenter, objective, optimizer, batch, lever) -> float:
@@ -326,81 +261,6 @@ def _isolated(function, spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``function(spec)`` in a fresh process, so that peak memory is that of one measurement."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(function, spec).result()
-
-
-def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the table: the fastest epoch (of those after the first for ``cached``).
-
-    The fastest of a few epochs is the figure least disturbed by other jobs on a shared machine.
-    """
-    rows = []
-    for run in runs:
-        seconds = run["seconds_per_epoch"]
-        steady = seconds[1:] if run["lever"] == "cached" and len(seconds) > 1 else seconds
-        per_epoch = min(steady)
-        rows.append(
-            {
-                "config": run["config"],
-                "lever": f"({LETTERS[run['lever']]}) {run['lever']}",
-                "seconds_per_epoch": per_epoch,
-                "first_epoch_seconds": seconds[0],
-                "images_per_s": run["images"] / per_epoch,
-                "queries_per_s": 8 * run["images"] / per_epoch,
-                "peak_memory_mb": run["peak_memory_mb"],
-                "cache_mb": run["cache_mb"],
-            }
-        )
-    for row in rows:
-        naive = next(r for r in rows if r["config"] == row["config"] and r["lever"].startswith("(a)"))
-        row["speedup_vs_a"] = row["queries_per_s"] / naive["queries_per_s"]
-    return rows
-
-
-def markdown(rows: list[dict[str, Any]], full: list[dict[str, Any]], machine: dict[str, Any]) -> str:
-    """The Markdown report: the lever table, the full-size memory table and the machine."""
-    lines = [
-        "| config | lever | images/s | queries/s | speed-up vs (a) | s/epoch | peak memory (MiB) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        note = f" (epoch 1: {r['first_epoch_seconds']:.1f} s)" if r["lever"].startswith("(d)") else ""
-        lines.append(
-            f"| {r['config']} | {r['lever']} | {r['images_per_s']:.2f} | {r['queries_per_s']:.1f} | "
-            f"{r['speedup_vs_a']:.1f}x | {r['seconds_per_epoch']:.2f}{note} | {r['peak_memory_mb']:.0f} |"
-        )
-    if full:
-        lines += [
-            "",
-            "| full-size architecture | resolution | trainable params | weights + grads + AdamW (MiB) "
-            "| peak, forward + backward (MiB) | peak, whole step (MiB) | s (fwd + bwd) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for f in full:
-            lines.append(
-                f"| {f['recipe']} | {f['image_size']} px | {_mega(f.get('trainable'))} | "
-                f"{_mib(f.get('states_mb'))} | {_mib(f.get('backward_peak_mb'))} | {_step_peak(f)} | "
-                f"{f['seconds']:.0f} |"
-                if "seconds" in f
-                else f"| {f['recipe']} | {f['image_size']} px | - | - | {f['error']} | - | - |"
-            )
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _mib(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def _mega(count: int | None) -> str:
-    return "-" if count is None else f"{count / 1e6:.1f}M"
-
-
-def _step_peak(run: dict[str, Any]) -> str:
-    """The measured peak, or, when AdamW's state did not fit, the lower bound it implies."""
-    if "peak_memory_mb" in run:
-        return _mib(run["peak_memory_mb"])
-    bound = max(run["backward_peak_mb"], run["states_mb"])
-    return f">= {bound:.0f} (AdamW state did not fit under the memory limit)"
 
 
 def main(

@@ -1,18 +1,6 @@
 """Batch concept items: images stacked once, queries flattened with the index of their image.
 
-The batch contract (the Lightning task and the model code rely on it)::
-
-    pixel_values        FloatTensor (B, 3, S, S)
-    image_ids           LongTensor (B,)
-    orig_sizes          LongTensor (B, 2), (h, w) of the original images
-    sources             list[str] (B,)
-    phrases             list[str] (Q,)
-    query_image_index   LongTensor (Q,), values in [0, B)
-    query_category_ids  LongTensor (Q,)
-    exemplar_boxes      list[FloatTensor (k, 4)] (Q,), cxcywh normalised; k = 0 without exemplars
-    exemplar_labels     list[LongTensor (k,)] (Q,), 1 positive / 0 negative exemplar
-    targets             list[dict(boxes=FloatTensor (n, 4) xyxy in [0, 1],
-                                  masks=BoolTensor (n, S, S), has_mask=BoolTensor (n,))] (Q,)
+The batch layout is the contract of `sam3_adapt.data_mix.batch.ConceptBatch`.
 """
 
 from __future__ import annotations
@@ -23,7 +11,8 @@ from typing import Any
 import torch
 from torchvision.ops import box_convert
 
-from data_mix.rng import WorkerAwareRng
+from sam3_adapt.data_mix.batch import ConceptBatch
+from sam3_adapt.data_mix.rng import WorkerAwareRng
 
 #: Text that SAM 3 pairs with a prompt made of exemplar boxes only: the reference's
 #: ``TextQueryToVisual`` sets it, and ``transformers.Sam3Processor`` fills it in when no text is given.
@@ -53,9 +42,9 @@ class ConceptCollator:
         self.visual_only_prob = visual_only_prob
         self._rng = WorkerAwareRng(seed)
 
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, items: Sequence[dict[str, Any]]) -> ConceptBatch:
         """Collate `ConceptDataset` items into the batch contract above."""
-        batch: dict[str, Any] = {
+        batch: Any = {
             "pixel_values": torch.stack([item["pixel_values"] for item in items]),
             "image_ids": torch.tensor([item["image_id"] for item in items], dtype=torch.long),
             "orig_sizes": torch.tensor([list(item["orig_size"]) for item in items], dtype=torch.long),

@@ -11,13 +11,13 @@ import lightning as L
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from data_mix.coco import CocoSet
-from data_mix.collate import VISUAL_PROMPT_TEXT, ConceptCollator
-from data_mix.dataset import ConceptDataset
-from data_mix.hard_negatives import add_negatives
-from data_mix.mixing import WeightedMixSampler
-from data_mix.sources import MixSource, Source
-from data_mix.transforms import eval_transform, train_transform
+from sam3_adapt.data_mix.collate import VISUAL_PROMPT_TEXT, ConceptCollator
+from sam3_adapt.data_mix.dataset import ConceptDataset, eval_loader
+from sam3_adapt.data_mix.mixing import WeightedMixSampler
+from sam3_adapt.data_mix.negatives.add import add_negatives
+from sam3_adapt.data_mix.readers.coco import CocoSet
+from sam3_adapt.data_mix.readers.sources import MixSource, Source
+from sam3_adapt.data_mix.transforms import eval_transform, train_transform
 
 #: Key prefix of the named training sources in `ConceptDataModule.files`.
 MIX = "mix:"
@@ -26,16 +26,18 @@ HARD_NEGATIVE_SPLITS = ("train", "val", "test", "predict")
 
 
 class ConceptDataModule(L.LightningDataModule):
-    """Concept data in, batches of images with many phrase queries out (see `data_mix.collate`).
+    """Concept data in, batches of images with many phrase queries out (see `sam3_adapt.data_mix.collate`).
 
     Every set (``train_json``, ``val_json``, ..., ``anchor_json`` and each of ``train_sources``) is
-    read by `data_mix.sources.read_source`: a path string is a COCO or SA-Co JSON file, a Hugging
-    Face dataset folder or a Hub name (format detected), and a `data_mix.sources.Source` mapping
+    read by `sam3_adapt.data_mix.readers.sources.read_source`: a path string is a COCO or SA-Co JSON file, a
+    Hugging
+    Face dataset folder or a Hub name (format detected), and a `sam3_adapt.data_mix.readers.sources.Source`
+    mapping
     (``{path: ..., format: hf, split: validation}``) sets the format and its options. A source without
     its own ``image_dir`` uses the split's ``*_image_dir`` argument.
 
     Training mixes sources when ``anchor_json`` or ``train_sources`` is set (or ``mix_epoch_size``):
-    a `data_mix.mixing.WeightedMixSampler` draws each epoch afresh from every source by weight,
+    a `sam3_adapt.data_mix.mixing.WeightedMixSampler` draws each epoch afresh from every source by weight,
     deterministically given ``seed`` and the epoch, and gives each process its own shard of the same
     draw (Lightning keeps it as it is, being a ``DistributedSampler``). ``train_json`` with
     ``anchor_json`` is the mix ``{train: 1, anchor: anchor_ratio}``. Box-only and masked sources mix
@@ -67,12 +69,14 @@ class ConceptDataModule(L.LightningDataModule):
             default an epoch sees the first source once and the others in proportion to their weights.
         mix_epoch_size: Images per epoch over all sources and processes when mixing; ``None`` sees
             the first source (``train_json``) once.
-        cache_dir: Cache of decoded Hugging Face datasets; ``None`` for `data_mix.hf.default_cache_dir`.
+        cache_dir: Cache of decoded Hugging Face datasets; ``None`` for
+            `sam3_adapt.data_mix.readers.hf.default_cache_dir`.
         image_size: Side of the square network input in pixels (1008 for SAM 3).
         batch_size: Images per batch; every image brings all of its queries.
         num_workers: DataLoader worker processes.
         include_negatives: Add a negative query for every category absent from an image (a source's own
-            ``negatives`` setting, see `data_mix.sources.Source`, overrides it for that source).
+            ``negatives`` setting, see `sam3_adapt.data_mix.readers.sources.Source`, overrides it for that
+            source).
         prompt_map: Phrase overrides ``{category name: phrase}`` or a path to a JSON/YAML file with one;
             applied to every set.
         on_error: ``"raise"`` stops at the first invalid record; ``"skip"`` drops invalid records with
@@ -81,7 +85,7 @@ class ConceptDataModule(L.LightningDataModule):
         max_queries_per_image: Cap on queries per training image (positives kept first, then
             negatives); ``None`` keeps all. Validation and predict sets always keep all.
         hard_negatives: YAML or CSV file(s) of confusions, phrases absent from the whole set or from
-            given images (see `data_mix.negative_files`); added as negative queries.
+            given images (see `sam3_adapt.data_mix.negatives.files`); added as negative queries.
         mined_negatives: Reviewed output of ``sam3-adapt mine-negatives`` (same formats).
         sibling_negatives: Add each positive phrase's siblings from the set's own vocabulary as
             negatives where they are absent ("red circle" -> "blue circle", "red square").
@@ -165,7 +169,6 @@ class ConceptDataModule(L.LightningDataModule):
         elif train_json is not None:
             self.weights = {"train": 1.0} | ({"anchor": anchor_ratio} if anchor_json is not None else {})
         self.train_collator = ConceptCollator(exemplar_prob, visual_only_prob, seed)
-        self.eval_collator = ConceptCollator()
         self.sets: dict[str, CocoSet] = {}
 
     def _load(self, split: str) -> CocoSet | None:
@@ -268,10 +271,8 @@ class ConceptDataModule(L.LightningDataModule):
         coco = self._load(split)
         if coco is None:
             return []
-        dataset = ConceptDataset(
-            coco.samples, eval_transform(self.hparams.image_size), seed=self.hparams.seed
-        )
-        return self._loader(dataset, self.eval_collator, shuffle=False)
+        hp = self.hparams
+        return eval_loader(coco.samples, hp.image_size, hp.batch_size, hp.num_workers, hp.seed)
 
     def _loader(
         self,

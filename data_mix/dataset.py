@@ -10,10 +10,12 @@ import albumentations as A
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from data_mix.rng import WorkerAwareRng
-from data_mix.samples import ConceptSample, Instance, Query
+from sam3_adapt.data_mix.collate import ConceptCollator
+from sam3_adapt.data_mix.rng import WorkerAwareRng
+from sam3_adapt.data_mix.samples import ConceptSample, Instance, Query
+from sam3_adapt.data_mix.transforms import eval_transform, to_pixel_values
 
 
 class ConceptDataset(Dataset):
@@ -38,7 +40,7 @@ class ConceptDataset(Dataset):
 
     Args:
         samples: The images and their queries.
-        transform: An albumentations pipeline from `data_mix.transforms` (image, ``bboxes`` in
+        transform: An albumentations pipeline from `sam3_adapt.data_mix.transforms` (image, ``bboxes`` in
             pixel ``pascal_voc`` with label field ``instance_index``, optional ``masks``).
         max_queries_per_image: If set, keep at most this many queries per image: positives first
             (a random subset if there are more), then negatives to fill the rest. Kept queries stay
@@ -101,7 +103,7 @@ class ConceptDataset(Dataset):
         survivors = {int(k): row for row, k in enumerate(out["instance_index"])}
 
         item: dict[str, Any] = {
-            "pixel_values": _normalise(out["image"]),
+            "pixel_values": to_pixel_values(out["image"]),
             "image_id": sample.image_id,
             "orig_size": (sample.height, sample.width),
             "source": sample.source,
@@ -159,6 +161,33 @@ class ConceptDataset(Dataset):
         return [queries[i] for i in sorted(pos + neg)]
 
 
-def _normalise(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 to (3, H, W) float, scaled to [0, 1] then normalised with mean = std = 0.5."""
-    return (torch.from_numpy(image).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+def eval_loader(
+    samples: Sequence[ConceptSample],
+    image_size: int,
+    batch_size: int = 4,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """Batches of samples as validation and inference see them: every query, plain resize, file order.
+
+    The one evaluation loader of the kit: the data module's validation, test and predict loaders
+    and `sam3_adapt.inference` use it.
+
+    Args:
+        samples: The images and their queries.
+        image_size: Side of the square network input.
+        batch_size: Images per batch.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the loader (no randomness at evaluation; kept for worker seeding).
+
+    Returns:
+        A DataLoader of `sam3_adapt.data_mix.batch.ConceptBatch` dicts.
+    """
+    return DataLoader(
+        ConceptDataset(samples, eval_transform(image_size), seed=seed),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=ConceptCollator(),
+        generator=torch.Generator().manual_seed(seed),
+    )

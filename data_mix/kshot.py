@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from data_mix.coco_checks import CocoFormatError, check_structure
+from sam3_adapt.data_mix.readers.coco_checks import CocoFormatError, check_structure
 
 
 def kshot_split(

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from PIL import Image
 
-from data_mix.coco import read_coco
+from sam3_adapt.data_mix.readers.coco import read_coco
 
 
 def preview_grid(

@@ -12,6 +12,8 @@ import math
 
 import albumentations as A
 import cv2
+import numpy as np
+import torch
 
 #: Reference sizes: train images are squashed to a square side in 480..992 (step 32) and padded to 1008.
 REFERENCE_RESOLUTION = 1008
@@ -105,3 +107,21 @@ def eval_transform(image_size: int) -> A.Compose:
     return A.Compose(
         [A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR)], bbox_params=_bbox_params()
     )
+
+
+def to_pixel_values(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 to ``(3, H, W)`` float, scaled to ``[0, 1]`` then normalised with mean = std = 0.5.
+
+    The normalisation SAM 3's processor applies; every image the kit feeds the network goes through it.
+    """
+    return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+
+
+def network_input(image: np.ndarray, image_size: int) -> torch.Tensor:
+    """An ``(H, W, 3)`` uint8 RGB image as the network sees it at evaluation: resized, then normalised.
+
+    Returns:
+        ``(3, image_size, image_size)`` float pixel values.
+    """
+    no_boxes = {"bboxes": np.zeros((0, 4), dtype=np.float32), "instance_index": []}
+    return to_pixel_values(eval_transform(image_size)(image=image, **no_boxes)["image"])

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,9 +40,10 @@
 import json
 from pathlib import Path
 
-import adapt
-from adapt.overlay import truth_figure
-from data_mix import read_coco, write_demo_worlds
+import sam3_adapt
+from sam3_adapt.data_mix import read_coco
+from sam3_adapt.data_mix.synthetic.concept_world import write_demo_worlds
+from sam3_adapt.inference.overlay import truth_figure
 
 # %%
 BASE = "tiny"  # "tiny": the pretrained tiny SAM 3 (CPU) | "facebook/sam3" (GPU) | a local folder
@@ -122,7 +125,7 @@ def headline(summary: dict) -> dict:
     }
 
 
-base = adapt.load(BASE, masks=False)
+base = sam3_adapt.load(BASE, masks=False)
 before = headline(base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False))
 
 # %% [markdown]
@@ -132,7 +135,7 @@ before = headline(base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pi
 # `data.hard_negatives`), on top of the absent categories.
 
 # %%
-result = adapt.finetune(
+result = sam3_adapt.finetune(
     base=BASE,
     train=TRAIN_JSON,
     images=IMAGES,
@@ -182,7 +185,7 @@ result.show(image, ["hex bolt", "washer", "rust spot"], threshold=0.3)
 # %% [markdown]
 # ## Save and publish
 #
-# The adapter is in `result.adapter`; `adapt.load(BASE, adapter=..., masks=False)` loads it. To
+# The adapter is in `result.adapter`; `sam3_adapt.load(BASE, adapter=..., masks=False)` loads it. To
 # upload (after `hf auth login`):
 #
 # ```python

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -40,9 +40,10 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-import adapt
-from adapt.overlay import truth_figure
-from data_mix import read_coco, write_demo_worlds
+import sam3_adapt
+from sam3_adapt.data_mix import read_coco
+from sam3_adapt.data_mix.synthetic.concept_world import write_demo_worlds
+from sam3_adapt.inference.overlay import truth_figure
 
 # %%
 BASE = "tiny"  # "tiny": the pretrained tiny SAM 3 (CPU) | "facebook/sam3" (GPU) | a local folder
@@ -87,7 +88,7 @@ for sample in samples[:3]:
 # (`report.html`) with pictures.
 
 # %%
-base = adapt.load(BASE)
+base = sam3_adapt.load(BASE)
 before = base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False)
 
 # %% [markdown]
@@ -97,7 +98,7 @@ before = base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2,
 # `sam3-adapt fit --config recipes/<RECIPE>.yaml --key=value` would.
 
 # %%
-result = adapt.finetune(
+result = sam3_adapt.finetune(
     base=BASE,
     train=TRAIN_JSON,
     images=IMAGES,
@@ -128,7 +129,7 @@ for kind in ("best", "worst"):  # the report's pictures of the best and worst (i
 # ## Predict on an image
 #
 # `predict` takes a PIL image or a path and one or more phrases, and returns masks, boxes and scores
-# in the image's pixels (see `adapt.Prediction`); `show` draws them.
+# in the image's pixels (see `sam3_adapt.Prediction`); `show` draws them.
 
 # %%
 image = sorted(Path(VAL_IMAGES).glob("*.png"))[0]
@@ -149,13 +150,13 @@ except ImportError as error:
 # ## The adapter
 #
 # A few MB in the PEFT layout, next to the run's recipe, logs and checkpoint. Load it on top of the
-# base model anywhere with `adapt.load(BASE, adapter=...)` (or `model.load_sam3`, or plain
+# base model anywhere with `sam3_adapt.load(BASE, adapter=...)` (or `sam3_adapt.model.load_sam3`, or plain
 # `peft.PeftModel.from_pretrained`).
 
 # %%
 print(result.run_dir)
 print(sorted(p.name for p in result.adapter.iterdir()))
-reloaded = adapt.load(BASE, adapter=result.adapter)
+reloaded = sam3_adapt.load(BASE, adapter=result.adapter)
 
 # %% [markdown]
 # ## Publish

@@ -8,7 +8,8 @@ the same submodules in the same order as ``Sam3Model.forward`` (a test checks th
 equals it) and adds those three things, plus running the mask decoder only for chosen queries.
 
 A tower (vision or text encoder) without a trainable parameter runs under ``torch.no_grad``, and its
-outputs can be kept across epochs by a content-keyed :class:`~model.feature_cache.FrozenFeatureCache`.
+outputs can be kept across epochs by a content-keyed
+:class:`~sam3_adapt.model.feature_cache.FrozenFeatureCache`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from transformers.models.sam3.modeling_sam3 import (
     inverse_sigmoid,
 )
 
-from model.feature_cache import FrozenFeatureCache, Storage
-from model.outputs import ConceptOutputs
-from model.tokenizer import MAX_PHRASE_TOKENS
+from sam3_adapt.model.feature_cache import FrozenFeatureCache, Storage
+from sam3_adapt.model.outputs import ConceptOutputs
+from sam3_adapt.model.tokenizer import MAX_PHRASE_TOKENS
 
 #: Label value that marks a padded (absent) exemplar box, as in ``Sam3Processor``.
 PAD_BOX_LABEL = -10
@@ -70,14 +71,21 @@ class ConceptSegmenter(nn.Module):
         tokenizer: The CLIP tokenizer of the checkpoint (``processor.tokenizer``).
         frozen_no_grad: Run a tower without trainable parameters under ``torch.no_grad`` (no autograd
             bookkeeping; gradients of the trainable parts are the same).
+        image_size: Side of the square input the checkpoint's processor makes (1008 for
+            ``facebook/sam3``); ``None`` when unknown.
     """
 
     def __init__(
-        self, network: nn.Module, tokenizer: PreTrainedTokenizerBase, frozen_no_grad: bool = True
+        self,
+        network: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        frozen_no_grad: bool = True,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         self.network = network
         self.tokenizer = tokenizer
+        self.image_size = image_size
         self.frozen_no_grad = frozen_no_grad
         self.vision_cache: FrozenFeatureCache | None = None
         self.text_cache: FrozenFeatureCache | None = None
@@ -251,7 +259,7 @@ class ConceptSegmenter(nn.Module):
                 frozen encoder); when given, ``pixel_values`` is not run again.
 
         Returns:
-            :class:`~model.outputs.ConceptOutputs` with all decoder layers.
+            :class:`~sam3_adapt.model.outputs.ConceptOutputs` with all decoder layers.
         """
         sam3 = self.sam3
         if vision is None:

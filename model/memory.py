@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from model.forward import unwrap_sam3
+from sam3_adapt.model.forward import unwrap_sam3
 
 
 def enable_activation_checkpointing(network: nn.Module, every_n_layers: int = 1) -> int:

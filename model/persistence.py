@@ -8,7 +8,9 @@ from pathlib import Path
 
 from peft import PeftConfig, PeftModel
 from torch import nn
-from transformers import ProcessorMixin
+from transformers import ProcessorMixin, Sam3Processor
+
+from sam3_adapt.model.checkpoints import resolve_checkpoint
 
 _HF_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/[^/]+$")
 
@@ -17,7 +19,8 @@ def save_adapter(peft_model: PeftModel, folder: str | Path, base_model_name: str
     """Write the adapter as ``adapter_config.json`` + ``adapter_model.safetensors``.
 
     Args:
-        peft_model: The model returned by :func:`model.adaptation.apply_lora` (or a loaded adapter).
+        peft_model: The model returned by :func:`sam3_adapt.model.adaptation.apply_lora` (or a loaded
+            adapter).
         folder: Where to write; created if missing.
         base_model_name: Hub id or folder of the base model the adapter was trained on; recorded as
             ``base_model_name_or_path`` (also in the model's own PEFT config).
@@ -120,3 +123,31 @@ def load_adapter(
                 f"{str(expected_base)!r}; load the base model the adapter was made for"
             )
     return PeftModel.from_pretrained(base_model, adapter, is_trainable=trainable)
+
+
+def save_trained(
+    network: nn.Module, folder: str | Path, base: str, merged: bool = False, subfolder: bool = True
+) -> tuple[Path | None, Path]:
+    """Save what a fit trained: the one place that decides between an adapter and merged weights.
+
+    A LoRA network becomes ``folder/adapter`` (PEFT files, ``base`` recorded); with ``merged``, or
+    after full fine-tuning, ``folder/model`` holds the merged weights and the base's processor files,
+    an ordinary SAM 3 folder. With ``subfolder=False`` either is written into ``folder`` itself.
+
+    Args:
+        network: The trained ``peft.PeftModel`` or ``Sam3Model``.
+        folder: Parent folder of what is written.
+        base: Hub id, folder or short name of the base model it was trained on.
+        merged: Write merged weights even for a LoRA network.
+        subfolder: Write into ``folder/adapter`` or ``folder/model`` rather than ``folder``.
+
+    Returns:
+        ``(adapter, weights)``: the adapter folder (``None`` when merged weights were written), and
+        the folder to load the trained model from.
+    """
+    folder = Path(folder)
+    if isinstance(network, PeftModel) and not merged:
+        adapter = save_adapter(network, folder / "adapter" if subfolder else folder, base_model_name=base)
+        return adapter, adapter
+    processor = Sam3Processor.from_pretrained(resolve_checkpoint(base))
+    return None, save_merged(network, folder / "model" if subfolder else folder, processor=processor)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
 
-from model.tokenizer import MAX_PHRASE_TOKENS, clip_tokenizer
+from sam3_adapt.model.tokenizer import MAX_PHRASE_TOKENS, clip_tokenizer
 
 
 def tiny_sam3_config(

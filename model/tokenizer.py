@@ -20,7 +20,7 @@ def clip_tokenizer() -> CLIPTokenizer:
     Returns:
         A ``transformers.CLIPTokenizer`` with ``model_max_length`` set to SAM 3's 32 tokens.
     """
-    folder = resources.files("model") / "assets" / "clip_tokenizer"
+    folder = resources.files("sam3_adapt.model") / "assets" / "clip_tokenizer"
     with resources.as_file(folder) as path:
         tokenizer = CLIPTokenizer.from_pretrained(str(path), model_max_length=MAX_PHRASE_TOKENS)
     return tokenizer

@@ -1,7 +1,8 @@
 """Counting quality and metrics by slice: phrase, source, pair kind, instance size, crowdedness.
 
 A slice is a set of evaluated (image, phrase) pairs. Its AP and cgF1 come from the evaluator restricted
-to those pairs (:meth:`adapt.metrics.ConceptEvaluator.subset`); metrics that a slice cannot define
+to those pairs (:meth:`sam3_adapt.training.metrics.ConceptEvaluator.subset`); metrics that a slice cannot
+define
 are ``None``: AP and pmF1 without positive pairs, IL_MCC and cgF1 without both positives and negatives.
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from adapt.evaluation.pairs import PairResult
-from adapt.metrics import ConceptEvaluator
+from sam3_adapt.evaluation.pairs import PairResult
+from sam3_adapt.training.metrics import ConceptEvaluator
 
 #: COCO object sizes by area in pixels of the original image (COCOeval's ``areaRng``): name, low, high.
 SIZES = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, float("inf")))
@@ -179,7 +180,7 @@ def breakdowns(
         pairs: Every evaluated pair.
         threshold: The evaluator's score threshold.
         hard_negatives: ``(image_id, category_id)`` of the negative pairs that are hard negatives
-            (explicit, generated or mined; see `data_mix.samples.Query.is_hard_negative`): the pair
+            (explicit, generated or mined; see `sam3_adapt.data_mix.samples.Query.is_hard_negative`): the pair
             kind breakdown reports them apart, and their ``negatives_with_FP`` is the false-positive
             rate on hard negatives.
 

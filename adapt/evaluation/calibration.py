@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from adapt.evaluation.pairs import PairResult
-from adapt.metrics import matthews_corrcoef
+from sam3_adapt.evaluation.pairs import PairResult
+from sam3_adapt.training.metrics import matthews_corrcoef
 
 #: Score thresholds of the sweep: 0.05, 0.10, ..., 0.95.
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -21,7 +21,8 @@ def sweep_row(pairs: Sequence[PairResult], threshold: float) -> dict[str, float]
 
     Instances are matched at IoU 0.5. Precision counts every kept prediction, false positives on
     negative pairs included (what a user of the threshold sees); it is 0 when nothing is kept.
-    ``pmF1`` and ``cgF1`` follow :class:`adapt.metrics.ConceptEvaluator`: pmF1 over positive pairs only,
+    ``pmF1`` and ``cgF1`` follow :class:`sam3_adapt.training.metrics.ConceptEvaluator`: pmF1 over positive
+    pairs only,
     averaged over IoU 0.50:0.95, and ``cgF1 = pmF1 x IL_MCC``; ``@50`` variants use IoU 0.5 alone.
 
     Args:

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_mix.coco import CocoSet
-from data_mix.sources import read_source
+from sam3_adapt.data_mix.readers.coco import CocoSet
+from sam3_adapt.data_mix.readers.sources import read_source
 
 
 def as_list(value: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -39,7 +39,8 @@ def read_eval_set(
 ) -> CocoSet:
     """Read the labelled set, every absent category of an image queried as a negative phrase.
 
-    Each set is anything `data_mix.sources.read_source` reads: a COCO or SA-Co JSON file, a Hugging
+    Each set is anything `sam3_adapt.data_mix.readers.sources.read_source` reads: a COCO or SA-Co JSON file,
+    a Hugging
     Face dataset folder or a Hub dataset name (format detected; a Hugging Face set's image folder is
     not used). Several files are merged into one set: images, annotations and categories get new ids (phrases
     that are equal across files share one category), and each sample's ``source`` names its file, so
@@ -79,7 +80,7 @@ def merge_sets(sets: Sequence[CocoSet], labels: Sequence[str]) -> CocoSet:
     """Merge COCO sets into one with fresh ids, categories joined by phrase.
 
     Args:
-        sets: The sets, as read by :func:`data_mix.coco.read_coco_set`.
+        sets: The sets, as read by :func:`sam3_adapt.data_mix.readers.coco.read_coco_set`.
         labels: Source name of each set, written into its samples' ``source``.
 
     Returns:

@@ -1,10 +1,10 @@
 """Per (image, phrase) pair predictions and truth, kept for the analyses behind the headline metrics.
 
-The headline metrics come from :class:`adapt.metrics.ConceptEvaluator`. Counting, the threshold sweep,
-the breakdowns by instance size and the pictures need more than its totals: each pair's scores, its
-prediction-to-truth IoUs and which instances were matched. A :class:`PairResult` keeps them and
-matches the way the evaluator does (Hungarian matching on IoU, non-crowd truth only), so at the
-evaluator's score threshold it gives the evaluator's counts.
+The headline metrics come from :class:`sam3_adapt.training.metrics.ConceptEvaluator`. Counting,
+the threshold sweep, the breakdowns by instance size and the pictures need more than its totals:
+each pair's scores, its prediction-to-truth IoUs and which instances were matched. A
+:class:`PairResult` keeps them and matches the way the evaluator does (Hungarian matching on IoU,
+non-crowd truth only), so at the evaluator's score threshold it gives the evaluator's counts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from adapt.metrics import IOU_THRESHOLDS, load_coco, match_pair
+from sam3_adapt.training.coco_ap import IOU_THRESHOLDS, load_coco
+from sam3_adapt.training.metrics import match_pair
 
 
 @dataclass

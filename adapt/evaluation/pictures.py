@@ -19,7 +19,7 @@ from matplotlib.patches import Patch, Rectangle
 from PIL import Image
 from scipy.ndimage import binary_erosion
 
-from adapt.evaluation.pairs import PairResult, PairTable
+from sam3_adapt.evaluation.pairs import PairResult, PairTable
 
 MATCHED = (0.15, 0.45, 1.0)
 FALSE_POSITIVE = (1.0, 0.15, 0.15)

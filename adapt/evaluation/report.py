@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapt.evaluation.pictures import PICTURES
+from sam3_adapt.evaluation.pictures import PICTURES
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -136,7 +136,7 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Mapping[str,
     Args:
         summary: The evaluation summary (the content of ``metrics.json``).
         figures: Per run (``"model"``, ``"baseline"``), PNG path of each figure: ``"calibration"``,
-            ``"pr_curves"`` and the keys of :data:`adapt.evaluation.pictures.PICTURES` (absent when a
+            ``"pr_curves"`` and the keys of :data:`sam3_adapt.evaluation.pictures.PICTURES` (absent when a
             picture has nothing to show).
 
     Returns:

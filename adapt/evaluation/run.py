@@ -11,26 +11,21 @@ from typing import Any
 
 import torch
 from pycocotools.cocoeval import COCOeval
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from adapt.coco_results import write_coco_results
-from adapt.evaluation.breakdowns import breakdowns, count_errors
-from adapt.evaluation.calibration import calibration, calibration_figure
-from adapt.evaluation.curves import pr_figure
-from adapt.evaluation.data import as_list, read_eval_set
-from adapt.evaluation.pairs import PairTable
-from adapt.evaluation.pictures import pairs_figure, select_pairs
-from adapt.evaluation.report import write_report
-from adapt.metrics import ConceptEvaluator
-from adapt.predictions import detections_per_query
-from data_mix.coco import CocoSet
-from data_mix.collate import ConceptCollator
-from data_mix.dataset import ConceptDataset
-from data_mix.hard_negatives import add_negatives
-from data_mix.transforms import eval_transform
-from model.forward import ConceptSegmenter
-from model.loading import load_sam3
+from sam3_adapt.data_mix.negatives.add import add_negatives
+from sam3_adapt.data_mix.readers.coco import CocoSet
+from sam3_adapt.evaluation.breakdowns import breakdowns, count_errors
+from sam3_adapt.evaluation.calibration import calibration, calibration_figure
+from sam3_adapt.evaluation.curves import pr_figure
+from sam3_adapt.evaluation.data import as_list, read_eval_set
+from sam3_adapt.evaluation.pairs import PairTable
+from sam3_adapt.evaluation.pictures import pairs_figure, select_pairs
+from sam3_adapt.evaluation.report import write_report
+from sam3_adapt.inference.loop import predict_samples
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.loading import load_segmenter
+from sam3_adapt.training.coco_results import write_coco_results
+from sam3_adapt.training.metrics import ConceptEvaluator
 
 
 @dataclass
@@ -51,7 +46,6 @@ def predict_set(
     batch_size: int,
     score_threshold: float,
     max_detections: int,
-    device: str,
     num_workers: int,
     progress: bool,
 ) -> Run:
@@ -62,29 +56,22 @@ def predict_set(
     """
     evaluator = ConceptEvaluator(coco.gt, score_threshold=score_threshold, max_dets=max_detections)
     table = PairTable(coco.gt, evaluator.cgf1_iou_type)
-    phrases = {cat_id: phrase for cat_id, (phrase, _) in coco.phrases.items()}
-    sources = {sample.image_id: sample.source for sample in coco.samples}
-    loader = DataLoader(
-        ConceptDataset(coco.samples, eval_transform(image_size)),
+    results = predict_samples(
+        segmenter,
+        coco.samples,
+        image_size=image_size,
         batch_size=batch_size,
+        max_detections=max_detections,
+        masks="segm" in evaluator.iou_types,
         num_workers=num_workers,
-        collate_fn=ConceptCollator(),
+        progress=progress,
+        desc=f"evaluate {label}",
     )
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {label}", unit="batch", disable=not progress):
-            index = batch["query_image_index"]
-            outputs = segmenter(
-                batch["pixel_values"].to(device),
-                batch["phrases"],
-                index,
-                mask_queries=None if "segm" in evaluator.iou_types else index.new_zeros(0),
-            )
-            found = detections_per_query(outputs, batch["orig_sizes"], index, top_k=max_detections)
-            image_ids = batch["image_ids"][index].tolist()
-            for image_id, cat_id, det in zip(image_ids, batch["query_category_ids"].tolist(), found):
-                masks = None if det.masks is None else det.masks.cpu()
-                records = evaluator.add(image_id, cat_id, det.boxes.cpu(), det.scores.cpu(), masks)
-                table.add(image_id, cat_id, phrases[cat_id], sources[image_id], records)
+    for result in results:
+        image_id, found = result.sample.image_id, result.detections
+        masks = None if found.masks is None else found.masks.cpu()
+        records = evaluator.add(image_id, result.category_id, found.boxes.cpu(), found.scores.cpu(), masks)
+        table.add(image_id, result.category_id, result.phrase, result.sample.source, records)
     return Run(label, evaluator, table)
 
 
@@ -172,7 +159,8 @@ def evaluate(
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
         max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
         prompt_map: Phrase overrides ``{category name: phrase}`` or a JSON/YAML file with them.
-        hard_negatives: YAML or CSV files of confusions (see `data_mix.negative_files`): their phrases
+        hard_negatives: YAML or CSV files of confusions (see `sam3_adapt.data_mix.negatives.files`): their
+            phrases
             are queried on their images as hard negatives.
         sibling_negatives: Query each positive phrase's absent siblings from the set's vocabulary
             ("blue circle" where only red circles are) as hard negatives.
@@ -202,16 +190,14 @@ def evaluate(
         )
     hard = hard_negative_pairs(coco)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    network, processor = load_sam3(model, adapter=adapter, device=device)
-    segmenter = ConceptSegmenter(network, processor.tokenizer).eval()
+    segmenter = load_segmenter(model, adapter, device=device)
     for phrase, origin in coco.phrases.values():
         segmenter.check_phrase(phrase, origin)
     settings = {
-        "image_size": image_size or int(processor.image_processor.size["height"]),
+        "image_size": image_size or segmenter.image_size,
         "batch_size": batch_size,
         "score_threshold": score_threshold,
         "max_detections": max_detections,
-        "device": device,
         "num_workers": num_workers,
         "progress": progress,
     }
@@ -220,7 +206,7 @@ def evaluate(
     runs = {"model": (adapter, f"{name} + {Path(adapter).name}" if adapter else name, nullcontext())}
     if baseline:
         # The base model is the adapted one with its LoRA layers switched off: no second load.
-        runs["baseline"] = (None, f"{name} (base)", network.disable_adapter())
+        runs["baseline"] = (None, f"{name} (base)", segmenter.network.disable_adapter())
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}

@@ -64,7 +64,7 @@ class TrialMonitor(Callback):
         trial: The running trial.
         metric: A metric the task logs at validation, e.g. ``val/cgF1``.
         report: Report the metric to the trial (and prune on it); ``False`` only records it, as for
-            every fold after the first (see :mod:`adapt.tune.objective`).
+            every fold after the first (see :mod:`sam3_adapt.tune.trial`).
     """
 
     def __init__(self, trial: optuna.Trial, metric: str, report: bool = True) -> None:

@@ -6,16 +6,15 @@ import copy
 import difflib
 import io
 import os
-import warnings
 from collections.abc import Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.cli import LightningCLI
 
-from adapt.tune.space import SearchSpace
+from sam3_adapt.fitting.lightning_cli import lightning_cli
+from sam3_adapt.tune.space import SearchSpace
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -77,19 +76,6 @@ def write_recipe(recipe: Mapping[str, Any], path: str | Path, header: str = "") 
     return path
 
 
-def recipe_cli(args: list[str]) -> LightningCLI:
-    """``sam3-adapt fit``'s LightningCLI over ``args``, parsed and instantiated but not run.
-
-    Called from inside another command (``sam3-adapt tune ...``), so LightningCLI's warning that
-    ``sys.argv`` is ignored is left out.
-    """
-    from adapt.cli import lightning_cli  # the CLI module lists `tune` as a verb
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return lightning_cli(args, run=False)
-
-
 def parse_recipe(recipe: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The full configuration ``sam3-adapt fit`` makes of ``recipe``, without building anything.
 
@@ -109,7 +95,7 @@ def parse_recipe(recipe: Mapping[str, Any], source: str) -> dict[str, Any]:
     printed, errors = io.StringIO(), io.StringIO()
     try:
         with redirect_stdout(printed), redirect_stderr(errors):
-            recipe_cli(["--config", yaml.safe_dump(dict(recipe)), "--print_config"])
+            lightning_cli(["--config", yaml.safe_dump(dict(recipe)), "--print_config"], run=False)
     except SystemExit as stop:
         if stop.code == 0:
             return yaml.safe_load(printed.getvalue())

@@ -12,12 +12,12 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from adapt.tune.folds import write_folds
-from adapt.tune.objective import TrialObjective
-from adapt.tune.pruning import PruningSettings
-from adapt.tune.recipe import check_space, load_recipe, lookup, with_values, write_recipe
-from adapt.tune.report import write_summary
-from adapt.tune.space import SearchSpace
+from sam3_adapt.tune.folds import write_folds
+from sam3_adapt.tune.pruning import PruningSettings
+from sam3_adapt.tune.recipe import check_space, load_recipe, lookup, with_values, write_recipe
+from sam3_adapt.tune.report import write_summary
+from sam3_adapt.tune.space import SearchSpace
+from sam3_adapt.tune.trial import TrialObjective
 
 logger = logging.getLogger(__name__)
 

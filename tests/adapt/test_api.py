@@ -11,10 +11,10 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-import adapt
-from adapt.api import cli_arguments, recipe_path, recipe_settings
-from adapt.prediction import Prediction
-from data_mix.concept_world import MICROSCOPY_PHRASES, write_world
+import sam3_adapt
+from sam3_adapt.api import cli_arguments, recipe_path, recipe_settings
+from sam3_adapt.data_mix.synthetic.concept_world import MICROSCOPY_PHRASES, write_world
+from sam3_adapt.inference.prediction import Prediction
 
 RECIPE = yaml.safe_load(recipe_path("tiny-10shot").read_text())
 
@@ -33,7 +33,7 @@ def world(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def result(world, tmp_path_factory):
-    return adapt.finetune(
+    return sam3_adapt.finetune(
         base="tiny-random",
         train=world["train"][0],
         images=world["train"][1],
@@ -71,9 +71,9 @@ def test_settings_map_named_arguments_and_dotted_keys_and_refuse_a_key_given_twi
 
 def test_unknown_recipe_and_unknown_key_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="lora-10shot"):
-        adapt.finetune(base="tiny-random", train="t.json", images="i", recipe="no-such-recipe")
+        sam3_adapt.finetune(base="tiny-random", train="t.json", images="i", recipe="no-such-recipe")
     with pytest.raises(ValueError, match="lr_detectr"):
-        adapt.finetune(
+        sam3_adapt.finetune(
             base="tiny-random", train="t.json", images="i", out=tmp_path, overrides={"model.lr_detectr": 1.0}
         )
 
@@ -118,7 +118,7 @@ def test_predict_gives_masks_boxes_and_scores_in_original_pixels_and_reloads_ide
     kept = result.predict(image_path, phrases)
     assert np.all(kept.scores >= result.predictor.score_threshold)
 
-    reloaded = adapt.load("tiny-random", adapter=result.adapter, image_size=224, device="cpu")
+    reloaded = sam3_adapt.load("tiny-random", adapter=result.adapter, image_size=224, device="cpu")
     again = reloaded.predict(np.asarray(Image.open(image_path).convert("RGB")), phrases, threshold=0.0)
     np.testing.assert_allclose(again.scores, prediction.scores, atol=1e-5)
     np.testing.assert_allclose(again.boxes, prediction.boxes, atol=1e-3)

@@ -7,9 +7,10 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from adapt.cli import lightning_cli, main
-from data_mix.shapes import write_shapes_coco
-from model.loading import load_sam3
+from sam3_adapt.cli import main
+from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
+from sam3_adapt.fitting.lightning_cli import lightning_cli
+from sam3_adapt.model.loading import load_sam3
 
 RECIPES = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
 
@@ -38,7 +39,7 @@ def tiny_args(root: Path, shapes: dict[str, str], *extra: str) -> list[str]:
             "init_args": {"dirpath": f"{root}/checkpoints", "save_last": True, "every_n_train_steps": 2},
         },
         {
-            "class_path": "adapt.prediction_writer.CocoResultsWriter",
+            "class_path": "sam3_adapt.training.results_writer.CocoResultsWriter",
             "init_args": {"output_path": f"{root}/predictions.json"},
         },
     ]

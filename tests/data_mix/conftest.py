@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_mix.shapes import write_shapes_coco
+from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from torchvision.ops import box_convert
 
-from data_mix import (
+from sam3_adapt.data_mix import (
     ConceptCollator,
     ConceptDataset,
     ConceptSample,

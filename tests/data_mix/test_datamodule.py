@@ -4,10 +4,10 @@ import lightning as L
 import pytest
 import torch
 
-from data_mix import ConceptDataModule
-from data_mix.mixing import WeightedMixSampler
-from data_mix.shapes import write_shapes_coco
-from data_mix.sources import MixSource, Source
+from sam3_adapt.data_mix import ConceptDataModule
+from sam3_adapt.data_mix.mixing import WeightedMixSampler
+from sam3_adapt.data_mix.readers.sources import MixSource, Source
+from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
 from tests.data_mix.twins import coco_to_hf, coco_to_saco
 
 
@@ -154,7 +154,7 @@ def test_hugging_face_split_is_decoded_once_in_prepare_data(shapes_set, tmp_path
 
 
 def test_hard_negatives_and_caps_reach_training_and_validation_but_not_anchor(tmp_path):
-    from data_mix.concept_world import write_world
+    from sam3_adapt.data_mix.synthetic.concept_world import write_world
 
     train_json, train_dir = write_world(tmp_path / "train", "anchor", 4, seed=0, image_size=64)
     anchor_json, anchor_dir = write_world(tmp_path / "anchor", "anchor", 4, seed=1, image_size=64)
@@ -185,7 +185,7 @@ def test_hard_negatives_and_caps_reach_training_and_validation_but_not_anchor(tm
 
 
 def test_a_source_without_negatives_mixes_with_one_that_keeps_them(tmp_path):
-    from data_mix.concept_world import write_world
+    from sam3_adapt.data_mix.synthetic.concept_world import write_world
 
     train_json, train_dir = write_world(tmp_path / "train", "microscopy", 3, seed=0, image_size=64)
     anchor_json, anchor_dir = write_world(tmp_path / "anchor", "anchor", 3, seed=1, image_size=64)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data_mix import (
+from sam3_adapt.data_mix import (
     ConceptDataset,
     ConceptSample,
     Instance,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from jsonargparse import CLI
 
-from data_mix.coco import read_coco_set
-from data_mix.kshot import kshot_split, make_kshot
+from sam3_adapt.data_mix.kshot import kshot_split, make_kshot
+from sam3_adapt.data_mix.readers.coco import read_coco_set
 
 
 def _coco(num_images=60, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DistributedSampler
 
-from data_mix.mixing import AnchorMixSampler, WeightedMixSampler
+from sam3_adapt.data_mix.mixing import AnchorMixSampler, WeightedMixSampler
 
 
 def test_each_epoch_has_every_domain_sample_and_ratio_anchor_samples():
@@ -38,8 +38,8 @@ def test_bad_settings_are_refused():
 
 
 def test_datamodule_mixes_anchor_images_into_every_training_epoch(tmp_path):
-    from data_mix.datamodule import ConceptDataModule
-    from data_mix.shapes import write_shapes_coco
+    from sam3_adapt.data_mix.datamodule import ConceptDataModule
+    from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
 
     domain_json, domain_images = write_shapes_coco(tmp_path / "domain", num_images=3, image_size=48, seed=0)
     anchor_json, anchor_images = write_shapes_coco(tmp_path / "anchor", num_images=5, image_size=48, seed=9)

@@ -12,7 +12,7 @@ socket.socket.connect = refuse
 socket.getaddrinfo = refuse
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    import data_mix.transforms  # imports albumentations
+    import sam3_adapt.data_mix.transforms  # imports albumentations
 print([str(w.message) for w in caught if "version" in str(w.message).lower()])
 print(os.environ.get("NO_ALBUMENTATIONS_UPDATE"))
 """

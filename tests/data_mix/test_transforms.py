@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data_mix.transforms import eval_transform, train_sizes, train_transform
+from sam3_adapt.data_mix.transforms import eval_transform, train_sizes, train_transform
 
 
 def test_train_sizes_match_reference_and_scale():

@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from data_mix.coco_checks import parse_segmentation
+from sam3_adapt.data_mix.readers.coco_checks import parse_segmentation
 
 
 def coco_to_saco(coco: dict, normalized: bool = True) -> dict:

@@ -4,7 +4,7 @@ from peft import PeftModel
 from torch import nn
 from transformers import Sam3Model
 
-from model.adaptation import (
+from sam3_adapt.model.adaptation import (
     LoraSettings,
     apply_full_finetune,
     apply_lora,
@@ -12,8 +12,8 @@ from model.adaptation import (
     lora_target_modules,
     trainable_parameters,
 )
-from model.param_groups import param_groups
-from model.tiny import tiny_sam3_config
+from sam3_adapt.model.param_groups import param_groups
+from sam3_adapt.model.tiny import tiny_sam3_config
 
 DETECTOR = {"geometry_encoder", "detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
 

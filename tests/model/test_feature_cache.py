@@ -2,10 +2,10 @@ import pytest
 import torch
 from transformers import Sam3Model
 
-from model.adaptation import LoraSettings, apply_full_finetune, apply_lora
-from model.feature_cache import FrozenFeatureCache
-from model.forward import ConceptSegmenter
-from model.tiny import sam3_processor, tiny_sam3_config
+from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora
+from sam3_adapt.model.feature_cache import FrozenFeatureCache
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.tiny import sam3_processor, tiny_sam3_config
 
 SIZE = 112
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import Sam3Model
 
-from model.forward import ConceptSegmenter
-from model.tiny import sam3_processor, tiny_sam3_config
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.tiny import sam3_processor, tiny_sam3_config
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import Sam3Model, Sam3Processor
 
-from model.loading import load_sam3, resolve_checkpoint
-from model.tokenizer import clip_tokenizer
+from sam3_adapt.model.loading import load_sam3, resolve_checkpoint
+from sam3_adapt.model.tokenizer import clip_tokenizer
 
 
 def test_clip_tokenizer_gives_standard_clip_ids():

@@ -1,9 +1,9 @@
 import torch
 from transformers import Sam3Model
 
-from model.forward import ConceptSegmenter
-from model.memory import enable_activation_checkpointing
-from model.tiny import sam3_processor, tiny_sam3_config
+from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.memory import enable_activation_checkpointing
+from sam3_adapt.model.tiny import sam3_processor, tiny_sam3_config
 
 
 def _grads(checkpointing: bool) -> tuple[dict[str, torch.Tensor], int]:

@@ -7,10 +7,10 @@ from peft import PeftModel
 from safetensors import safe_open
 from transformers import Sam3Model, Sam3Processor
 
-from model.adaptation import LoraSettings, apply_lora
-from model.persistence import bases_match, load_adapter, save_adapter, save_merged
-from model.tiny import sam3_processor, write_tiny_random_sam3
-from model.tokenizer import clip_tokenizer
+from sam3_adapt.model.adaptation import LoraSettings, apply_lora
+from sam3_adapt.model.persistence import bases_match, load_adapter, save_adapter, save_merged
+from sam3_adapt.model.tiny import sam3_processor, write_tiny_random_sam3
+from sam3_adapt.model.tokenizer import clip_tokenizer
 
 KEYS = ("pred_logits", "pred_boxes", "pred_masks", "presence_logits")
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import Sam3Model
 
-from model.tiny import tiny_sam3_config
+from sam3_adapt.model.tiny import tiny_sam3_config
 
 
 def test_init_std_reaches_every_component_but_clip():

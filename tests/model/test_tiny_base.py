@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapt.demo import evaluate_sets
-from adapt.task import ConceptSegmentationTask
-from data_mix.concept_world import write_world
-from model.loading import TINY, load_sam3, resolve_checkpoint
+from sam3_adapt.data_mix.synthetic.concept_world import write_world
+from sam3_adapt.jobs.demo import evaluate_sets
+from sam3_adapt.model.loading import TINY, load_sam3, resolve_checkpoint
+from sam3_adapt.training.task import ConceptSegmentationTask
 
 #: Held-out anchor segm AP of the shipped base on the fixed set below (40 images, seed 1, 168 px),
 #: measured when the base was made; a broken checkpoint or loader scores far below it.

@@ -1,0 +1,68 @@
+"""The one LightningCLI of the kit: the task and the data module, read from a recipe.
+
+``sam3-adapt fit|validate|test|predict``, :func:`sam3_adapt.finetune`, the demo and ``tune`` all build
+their run here, so a recipe means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from sam3_adapt.data_mix.datamodule import ConceptDataModule
+from sam3_adapt.fitting.run_files import newest_last_checkpoint
+from sam3_adapt.training.task import ConceptSegmentationTask
+
+
+class ConceptCLI(LightningCLI):
+    """LightningCLI whose ``--ckpt_path last`` finds the checkpoint of the interrupted run.
+
+    Lightning resolves ``last`` in the checkpoint folder of the run it is starting, a new
+    ``version_N`` folder, so an interrupted fit would silently start again from scratch. Here
+    ``last`` becomes the newest ``last.ckpt`` under ``trainer.default_root_dir`` (see
+    `sam3_adapt.fitting.run_files.newest_last_checkpoint`), and a warning says so when there is none.
+    """
+
+    def before_instantiate_classes(self) -> None:
+        """Turn ``ckpt_path: last`` into the path of the newest ``last.ckpt`` of the run folder."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is None or config.get("ckpt_path") != "last":
+            return
+        root = config.get("trainer.default_root_dir") or "."
+        found = newest_last_checkpoint(root)
+        if found is None:
+            rank_zero_warn(f"--ckpt_path last: no last.ckpt under {root}; starting from the recipe's model")
+            return
+        rank_zero_info(f"--ckpt_path last: resuming from {found}")
+        config["ckpt_path"] = str(found)
+
+
+def lightning_cli(
+    args: list[str] | None = None, run: bool = True, exit_on_error: bool = True
+) -> LightningCLI:
+    """The LightningCLI over :class:`ConceptSegmentationTask` and :class:`ConceptDataModule`.
+
+    Args:
+        args: Command-line arguments (``sys.argv[1:]`` when ``None``). Given from Python (the API,
+            the demo, ``tune``), the process's own ``sys.argv`` is ignored, as it should be.
+        run: Run the subcommand; ``False`` only parses and instantiates (the caller runs the trainer).
+        exit_on_error: Print the usage and exit on a bad argument; ``False`` raises
+            ``jsonargparse.ArgumentError`` instead (for callers from Python; only with ``run=False``).
+
+    Returns:
+        The CLI object, with ``model``, ``datamodule`` and ``trainer``.
+    """
+    with warnings.catch_warnings():
+        # Lightning warns that sys.argv is ignored when args are given, which is the point here.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return ConceptCLI(
+            ConceptSegmentationTask,
+            ConceptDataModule,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs=None if exit_on_error else {"exit_on_error": False},
+            args=args,
+            run=run,
+        )

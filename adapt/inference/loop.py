@@ -1,0 +1,110 @@
+"""The one predict loop: a model over a set of samples, detections per (image, phrase) query.
+
+Evaluation, the report and model-card figures, negative mining and the data engine's proposals all
+run their model through :func:`predict_samples`. No Lightning here: Lightning's validation loop
+calls the same detection step (`sam3_adapt.model.detections.detect`) through the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from sam3_adapt.data_mix.batch import QueryTarget
+from sam3_adapt.data_mix.dataset import eval_loader
+from sam3_adapt.data_mix.samples import ConceptSample
+from sam3_adapt.model.detections import QueryDetections, detect
+from sam3_adapt.model.forward import ConceptSegmenter
+
+
+@dataclass
+class QueryResult:
+    """What the model found for one (image, phrase) query.
+
+    Attributes:
+        sample: The image's sample.
+        phrase: The phrase asked.
+        category_id: The query's category id in its source.
+        target: Its ground truth in network-input coordinates (empty boxes for a negative).
+        detections: The detections, in original image pixels, best first.
+    """
+
+    sample: ConceptSample
+    phrase: str
+    category_id: int
+    target: QueryTarget
+    detections: QueryDetections
+
+
+def predict_samples(
+    segmenter: ConceptSegmenter,
+    samples: Sequence[ConceptSample],
+    *,
+    image_size: int | None = None,
+    batch_size: int = 4,
+    max_detections: int = 100,
+    min_score: float = 0.0,
+    masks: bool = True,
+    phrase_chunk: int | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Iterator[QueryResult]:
+    """Run a model over every query of every sample, in file order.
+
+    Images go through the evaluation transform (a plain resize), each image's vision features are
+    computed once for all of its phrases, and detections are mapped back to the original pixels.
+    A query whose every object vanishes under the resize is skipped, as in validation.
+
+    Args:
+        segmenter: The model; put in eval mode here.
+        samples: The images and their queries (the phrases to ask).
+        image_size: Network input side; default the segmenter's (its processor's) size.
+        batch_size: Images per forward pass.
+        max_detections: Detections kept per query.
+        min_score: Detections scoring below this are dropped.
+        masks: Decode masks; ``False`` for box-only models or when only scores and boxes matter.
+        phrase_chunk: Phrases per detector pass (memory is flat in the number of phrases).
+        num_workers: DataLoader worker processes.
+        progress: Show a progress bar over images.
+        desc: The progress bar's label.
+
+    Yields:
+        One :class:`QueryResult` per query.
+
+    Raises:
+        ValueError: If no image size is given and the segmenter does not know its own.
+    """
+    size = image_size or segmenter.image_size
+    if size is None:
+        raise ValueError("give image_size: the segmenter was built without its processor's size")
+    by_id = {sample.image_id: sample for sample in samples}
+    if len(by_id) != len(samples):
+        raise ValueError("predict_samples needs distinct image ids")
+    segmenter.eval()
+    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers)
+    with tqdm(total=len(samples), desc=desc, unit="image", disable=not progress) as bar:
+        for batch in loader:
+            found = detect(
+                segmenter,
+                batch["pixel_values"],
+                batch["phrases"],
+                batch["query_image_index"],
+                batch["orig_sizes"],
+                top_k=max_detections,
+                min_score=min_score,
+                masks=masks,
+                phrase_chunk=phrase_chunk,
+            )
+            image_ids = batch["image_ids"][batch["query_image_index"]].tolist()
+            for q, detections in enumerate(found):
+                yield QueryResult(
+                    sample=by_id[image_ids[q]],
+                    phrase=batch["phrases"][q],
+                    category_id=int(batch["query_category_ids"][q]),
+                    target=batch["targets"][q],
+                    detections=detections,
+                )
+            bar.update(len(batch["image_ids"]))
