@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from sam3_adapt.data_mix.images import pil_to_rgb8, read_rgb
 from sam3_adapt.data_mix.transforms import network_input
 from sam3_adapt.evaluation.run import evaluate
 from sam3_adapt.inference.overlay import overlay_figure, save_figure
@@ -26,6 +27,9 @@ ImageLike = Image.Image | str | os.PathLike | np.ndarray
 def read_image(image: ImageLike) -> np.ndarray:
     """An image as an ``(H, W, 3)`` uint8 RGB array.
 
+    Files and PIL images of more than 8 bits per sample (16-bit microscopy, say) are mapped to 8 bits
+    by the one rule of `sam3_adapt.data_mix.images`, as in training and evaluation.
+
     Args:
         image: A PIL image, the path of an image file, or an ``(H, W, 3)`` uint8 array.
 
@@ -33,13 +37,13 @@ def read_image(image: ImageLike) -> np.ndarray:
         The array.
 
     Raises:
+        ImageReadError: If a file cannot be read or is over the pixel limit (a ``ValueError``).
         ValueError: If an array is not ``(H, W, 3)`` uint8.
     """
     if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as opened:
-            return np.array(opened.convert("RGB"))
+        return read_rgb(image)
     if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"))
+        return pil_to_rgb8(image)
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"an image array must be (H, W, 3) uint8 RGB, got {array.shape} {array.dtype}")
@@ -101,12 +105,14 @@ class Predictor:
             The :class:`~sam3_adapt.inference.prediction.Prediction`.
 
         Raises:
-            ValueError: If no phrase is given or a phrase is too long for the text encoder.
+            ValueError: If no phrase is given, or a phrase is blank or too long for the text encoder.
         """
-        pixels = read_image(image)
         asked = [phrases] if isinstance(phrases, str) else list(phrases)
         if not asked:
             raise ValueError("give at least one phrase")
+        for phrase in asked:
+            self.segmenter.check_phrase(phrase)
+        pixels = read_image(image)
         height, width = pixels.shape[:2]
         self.segmenter.eval()
         found = detect(

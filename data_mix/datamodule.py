@@ -81,6 +81,9 @@ class ConceptDataModule(L.LightningDataModule):
             applied to every set.
         on_error: ``"raise"`` stops at the first invalid record; ``"skip"`` drops invalid records with
             one warning per file.
+        allow_outside_image_dir: Accept ``file_name`` values that are absolute or lead out of their
+            image folder through ``..`` (refused by default, so that a shared annotation file cannot
+            make a run read files elsewhere).
         augment: Use the reference train augmentation; ``False`` uses the plain resize for training too.
         max_queries_per_image: Cap on queries per training image (positives kept first, then
             negatives); ``None`` keeps all. Validation and predict sets always keep all.
@@ -128,6 +131,7 @@ class ConceptDataModule(L.LightningDataModule):
         include_negatives: bool = True,
         prompt_map: dict[str, str] | str | None = None,
         on_error: Literal["raise", "skip"] = "raise",
+        allow_outside_image_dir: bool = False,
         augment: bool = True,
         max_queries_per_image: int | None = None,
         hard_negatives: str | list[str] | None = None,
@@ -189,6 +193,7 @@ class ConceptDataModule(L.LightningDataModule):
             include_negatives=hp.include_negatives,
             on_error=hp.on_error,
             cache_dir=hp.cache_dir,
+            allow_outside_image_dir=hp.allow_outside_image_dir,
         )
         if split in HARD_NEGATIVE_SPLITS and (
             hp.hard_negatives or hp.mined_negatives or hp.sibling_negatives or hp.concept_tree

@@ -9,10 +9,10 @@ from typing import Any
 import albumentations as A
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from sam3_adapt.data_mix.collate import ConceptCollator
+from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.rng import WorkerAwareRng
 from sam3_adapt.data_mix.samples import ConceptSample, Instance, Query
 from sam3_adapt.data_mix.transforms import eval_transform, to_pixel_values
@@ -24,7 +24,8 @@ class ConceptDataset(Dataset):
     Each item is a dict with fixed keys:
 
     - ``pixel_values``: FloatTensor ``(3, S, S)``, RGB scaled to ``[0, 1]`` then normalised with
-      mean = std = 0.5 (so values lie in ``[-1, 1]``).
+      mean = std = 0.5 (so values lie in ``[-1, 1]``); images of more than 8 bits are first mapped
+      to 8 bits by the rule of `sam3_adapt.data_mix.images`.
     - ``image_id`` (int), ``orig_size`` (``(h, w)`` of the original image), ``source`` (str).
     - Per query, lists of equal length: ``phrases`` (str), ``category_ids`` (int), ``exhaustive``
       (bool), ``boxes`` (FloatTensor ``(n, 4)``, xyxy normalised to ``[0, 1]`` of the network input),
@@ -81,8 +82,7 @@ class ConceptDataset(Dataset):
         sample = self.samples[index]
         rng = self._rng.get()
         queries = self._select(sample.queries, rng)
-        with Image.open(sample.image_path) as im:
-            image = np.array(im.convert("RGB"))
+        image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}")
 
         instances: list[Instance] = [inst for q in queries for inst in q.instances]
         with_mask = [k for k, inst in enumerate(instances) if inst.has_mask]

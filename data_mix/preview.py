@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
-from PIL import Image
 
+from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.readers.coco import read_coco
 
 
@@ -49,7 +49,7 @@ def preview_grid(
     for slot, index in enumerate(picked):
         sample = samples[index]
         ax = fig.add_subplot(rows, cols, slot + 1)
-        image = np.asarray(Image.open(sample.image_path).convert("RGB"), dtype=float) / 255
+        image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}") / 255.0
         positives = [q for q in sample.queries if not q.is_negative]
         absent = [q.phrase for q in sample.queries if q.is_negative]
         masks = [[instance.mask_array() for instance in query.instances] for query in positives]

@@ -100,18 +100,23 @@ class ConceptSegmenter(nn.Module):
         return len(self.tokenizer(phrase).input_ids)
 
     def check_phrase(self, phrase: str, origin: str = "") -> None:
-        """Raise if ``phrase`` does not fit SAM 3's 32-token text encoder.
+        """Raise if ``phrase`` is blank or does not fit SAM 3's 32-token text encoder.
+
+        A blank phrase is refused because the network answers it anyway, with confident detections
+        of nothing in particular.
 
         Args:
             phrase: The noun phrase.
             origin: Where the phrase comes from (file and record), put in the message.
 
         Raises:
-            ValueError: If the phrase is longer than 32 tokens.
+            ValueError: If the phrase is not a string, is empty or blank, or is longer than 32 tokens.
         """
+        where = f"{origin}: " if origin else ""
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise ValueError(f"{where}phrase {phrase!r} is empty or blank; give a noun phrase")
         count = self.count_tokens(phrase)
         if count > MAX_PHRASE_TOKENS:
-            where = f"{origin}: " if origin else ""
             raise ValueError(
                 f"{where}phrase {phrase!r} is {count} tokens long; SAM 3's text encoder takes at most "
                 f"{MAX_PHRASE_TOKENS} (start and end tokens included). Shorten it, e.g. with a prompt map."

@@ -16,9 +16,9 @@ import pycocotools.mask as mask_utils
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
-from PIL import Image
 from scipy.ndimage import binary_erosion
 
+from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.evaluation.pairs import PairResult, PairTable
 
 MATCHED = (0.15, 0.45, 1.0)
@@ -158,8 +158,7 @@ def pairs_figure(
     fig = Figure(figsize=(3.0 * cols, height))
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.4 / height, top=1 - 0.45 / height, hspace=0.25)
     for slot, pair in enumerate(pairs):
-        with Image.open(image_paths[pair.image_id]) as im:
-            image = np.asarray(im.convert("RGB"))
+        image = read_rgb(image_paths[pair.image_id], where=f"image id {pair.image_id}")
         draw_pair(fig.add_subplot(rows, cols, slot + 1), image, pair, table, threshold)
     legend = [
         Patch(color=MATCHED, label="prediction, matched"),

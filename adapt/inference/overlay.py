@@ -16,9 +16,9 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
-from PIL import Image
 from scipy.ndimage import binary_erosion
 
+from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.samples import ConceptSample
 from sam3_adapt.inference.prediction import Prediction
 
@@ -100,8 +100,7 @@ def truth_figure(samples: Sequence[ConceptSample], negatives: int = 4) -> Figure
     fig = Picture(figsize=(3.4 * len(samples), 4.0), layout="constrained")
     for slot, sample in enumerate(samples):
         ax = fig.add_subplot(1, len(samples), slot + 1)
-        with Image.open(sample.image_path) as opened:
-            image = np.array(opened.convert("RGB"))
+        image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}")
         positives = [q for q in sample.queries if not q.is_negative]
         instances = [(k, inst) for k, q in enumerate(positives) for inst in q.instances]
         _draw(

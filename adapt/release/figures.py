@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from PIL import Image
 
+from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.readers.coco import read_coco
 from sam3_adapt.fitting.run_files import read_metrics_csv
 from sam3_adapt.inference.loop import QueryResult, predict_samples
@@ -101,7 +101,7 @@ def plot_predictions(
     rows = -(-len(samples) // cols)
     fig = Figure(figsize=(3.2 * cols, 3.6 * rows), layout="constrained")
     for slot, sample in enumerate(samples):
-        image = np.asarray(Image.open(sample.image_path).convert("RGB"), dtype=float) / 255
+        image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}") / 255.0
         ax = fig.add_subplot(rows, cols, slot + 1)
         handles = []
         results = by_image[sample.image_id]

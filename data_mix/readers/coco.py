@@ -9,19 +9,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
-from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sam3_adapt.data_mix.images import ImageReadError, probe_image
 from sam3_adapt.data_mix.readers.coco_checks import (
     BadRecord,
     CocoFormatError,
     Problems,
     check_structure,
+    is_int,
+    parse_area,
     parse_box,
+    parse_crowd,
     parse_segmentation,
 )
 from sam3_adapt.data_mix.samples import ConceptSample, Instance, Query
@@ -80,10 +83,16 @@ def read_coco(
     prompt_map: Mapping[Any, str] | str | Path | None = None,
     include_negatives: bool = True,
     on_error: OnError = "raise",
+    allow_outside_image_dir: bool = False,
 ) -> list[ConceptSample]:
     """Read a COCO file into concept samples. See `read_coco_set` for the rules."""
     return read_coco_set(
-        json_path, image_dir, prompt_map=prompt_map, include_negatives=include_negatives, on_error=on_error
+        json_path,
+        image_dir,
+        prompt_map=prompt_map,
+        include_negatives=include_negatives,
+        on_error=on_error,
+        allow_outside_image_dir=allow_outside_image_dir,
     ).samples
 
 
@@ -94,6 +103,7 @@ def read_coco_set(
     prompt_map: Mapping[Any, str] | str | Path | None = None,
     include_negatives: bool = True,
     on_error: OnError = "raise",
+    allow_outside_image_dir: bool = False,
 ) -> CocoSet:
     """Read a COCO file into concept samples, with validation that names the record at fault.
 
@@ -115,7 +125,13 @@ def read_coco_set(
             path to a JSON/YAML file holding one. Other categories use their name.
         include_negatives: Add a negative query for every category absent from an image.
         on_error: ``"raise"`` stops at the first invalid record; ``"skip"`` drops invalid records and
-            emits one warning counting them by reason.
+            emits one warning counting them by reason. Image files are checked cheaply when read
+            (see `sam3_adapt.data_mix.images.probe_image`): an empty, unidentifiable, cut-short or
+            too large file is an invalid image record; corruption inside the pixel data is found
+            only when the image is decoded, and raises `ImageReadError` naming file and image id.
+        allow_outside_image_dir: Accept ``file_name`` values that are absolute or lead out of
+            ``image_dir`` through ``..``; by default such records are invalid, so that a shared
+            annotation file cannot make the kit read files elsewhere.
 
     Returns:
         The samples, the cleaned ground truth and the phrase of each category.
@@ -135,6 +151,7 @@ def read_coco_set(
         prompt_map=prompt_map,
         include_negatives=include_negatives,
         on_error=on_error,
+        allow_outside_image_dir=allow_outside_image_dir,
     )
 
 
@@ -146,6 +163,7 @@ def coco_set_from_dict(
     prompt_map: Mapping[Any, str] | str | Path | None = None,
     include_negatives: bool = True,
     on_error: OnError = "raise",
+    allow_outside_image_dir: bool = False,
 ) -> CocoSet:
     """Read a parsed COCO dict into concept samples; `read_coco_set` without the file reading.
 
@@ -159,6 +177,7 @@ def coco_set_from_dict(
         prompt_map: As in `read_coco_set`.
         include_negatives: As in `read_coco_set`.
         on_error: As in `read_coco_set`.
+        allow_outside_image_dir: As in `read_coco_set`.
 
     Returns:
         The samples, the cleaned ground truth and the phrase of each category.
@@ -172,7 +191,7 @@ def coco_set_from_dict(
     check_structure(coco, json_path)
     problems = Problems(json_path, on_error)
     phrases = _phrases(coco["categories"], json_path, load_prompt_map(prompt_map))
-    images = _images(coco["images"], image_dir, problems)
+    images = _images(coco["images"], image_dir, problems, allow_outside_image_dir)
     kept, tainted, valid = _annotations(coco["annotations"], images, phrases, problems)
     problems.finish()
 
@@ -238,11 +257,17 @@ def _phrases(
     return phrases
 
 
-def _images(records: list[Any], image_dir: Path, problems: Problems) -> dict[int, dict[str, Any]]:
+def _images(
+    records: list[Any], image_dir: Path, problems: Problems, allow_outside: bool
+) -> dict[int, dict[str, Any]]:
     """Valid image records by id; height and width are filled from the file when absent."""
     images: dict[int, dict[str, Any]] = {}
     for rec in records:
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), int) or not rec.get("file_name"):
+        if (
+            not isinstance(rec, dict)
+            or not is_int(rec.get("id"))
+            or not isinstance(rec.get("file_name"), str)
+        ):
             problems.add(
                 "malformed image record", f"image record {_short(rec)} needs an int 'id' and a 'file_name'"
             )
@@ -251,12 +276,29 @@ def _images(records: list[Any], image_dir: Path, problems: Problems) -> dict[int
         if rec["id"] in images:
             problems.add("duplicate image id", f"{where}: the id is used by another image")
             continue
+        sizes = {key: rec[key] for key in ("width", "height") if key in rec}
+        if not all(is_int(v) and v > 0 for v in sizes.values()):
+            problems.add(
+                "malformed image record", f"{where}: 'width' and 'height' must be positive ints, got {sizes}"
+            )
+            continue
+        if not allow_outside and escapes(rec["file_name"]):
+            problems.add(
+                "file outside image_dir",
+                f"{where}: file_name must be a path inside image_dir, without '..' or a leading '/' "
+                "(allow_outside_image_dir=True allows it)",
+                rec["id"],
+            )
+            continue
         path = image_dir / rec["file_name"]
         if not path.is_file():
             problems.add("missing image file", f"{where}: image file not found: {path}", rec["id"])
             continue
-        with Image.open(path) as im:
-            width, height = im.size
+        try:
+            width, height = probe_image(path)
+        except ImageReadError as err:
+            problems.add("unreadable image", f"{where}: {err}", rec["id"])
+            continue
         if rec.get("width", width) != width or rec.get("height", height) != height:
             problems.add(
                 "image size differs from file",
@@ -267,6 +309,12 @@ def _images(records: list[Any], image_dir: Path, problems: Problems) -> dict[int
             continue
         images[rec["id"]] = {**rec, "width": width, "height": height}
     return images
+
+
+def escapes(file_name: str) -> bool:
+    """Whether a ``file_name`` leads out of its image folder (absolute, or up through ``..``)."""
+    path = PurePath(file_name)
+    return path.is_absolute() or bool(path.drive) or ".." in path.parts
 
 
 def _annotations(
@@ -286,7 +334,7 @@ def _annotations(
     valid: list[dict[str, Any]] = []
     seen_ids: set[int] = set()
     for rec in records:
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), int):
+        if not isinstance(rec, dict) or not is_int(rec.get("id")):
             problems.add("malformed annotation", f"annotation {_short(rec)} needs an int 'id'")
             continue
         where = f"annotation id {rec['id']}"
@@ -295,31 +343,32 @@ def _annotations(
             problems.add("duplicate annotation id", f"{where}: the id is used by another annotation")
             continue
         seen_ids.add(rec["id"])
-        if not isinstance(image_id, int) or image_id not in images:
+        if not is_int(image_id) or image_id not in images:
             if not problems.drop_with_image(image_id):
                 problems.add("unknown image id", f"{where}: image_id {image_id!r} is not in 'images'")
             continue
         where += f" (image id {image_id}, {images[image_id]['file_name']})"
-        if not isinstance(cat_id, int) or cat_id not in phrases:
+        if not is_int(cat_id) or cat_id not in phrases:
             problems.add("unknown category id", f"{where}: category_id {cat_id!r} is not in 'categories'")
             continue
         image = images[image_id]
         try:
             box = parse_box(rec.get("bbox"), image)
             rle = parse_segmentation(rec.get("segmentation"), image)
+            crowd = parse_crowd(rec.get("iscrowd", 0))
+            area = parse_area(rec.get("area"))
         except BadRecord as bad:
             problems.add(bad.reason, f"{where}: {bad}")
             tainted.add((image_id, cat_id))
             continue
         x0, y0, x1, y1 = box
-        area = rec.get("area")
-        if not isinstance(area, (int, float)):
+        if area is None:
             area = float(mask_utils.area(rle)) if rle is not None else (x1 - x0) * (y1 - y0)
-        valid.append({"iscrowd": 0, **rec, "area": float(area)})
-        if rec.get("iscrowd", 0):
+        valid.append({**rec, "iscrowd": int(crowd), "area": area})
+        if crowd:
             tainted.add((image_id, cat_id))
             continue
-        kept.setdefault((image_id, cat_id), []).append(Instance(box, rle, float(area), rec["id"]))
+        kept.setdefault((image_id, cat_id), []).append(Instance(box, rle, area, rec["id"]))
     return kept, tainted, valid
 
 

@@ -36,7 +36,7 @@ from datasets.fingerprint import Hasher
 from PIL import Image
 
 from sam3_adapt.data_mix.readers.coco import CocoSet, OnError, coco_set_from_dict
-from sam3_adapt.data_mix.readers.coco_checks import CocoFormatError
+from sam3_adapt.data_mix.readers.coco_checks import CocoFormatError, is_number
 from sam3_adapt.data_mix.readers.saco import unit_box_to_pixels
 
 BoxFormat = Literal["xywh", "xyxy"]
@@ -189,18 +189,21 @@ class _Exporter:
     def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
         stored = row[self.image_column]
         data = stored["bytes"] if stored["bytes"] is not None else Path(stored["path"]).read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            suffix = "." + (im.format or "png").lower()
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                suffix = "." + (im.format or "png").lower()
+        except (OSError, ValueError, SyntaxError):
+            # Written as it is: the image checks of the COCO rules then name it, and skip it on request.
+            width = height = None
+            suffix = ".unreadable"
         file_name = f"{index:08d}{suffix}"
         (self.image_dir / file_name).write_bytes(data)
         image_id = row.get("image_id")
-        image = {
-            "id": image_id if isinstance(image_id, int) else index + 1,
-            "file_name": file_name,
-            "width": width,
-            "height": height,
-        }
+        image = {"id": image_id if isinstance(image_id, int) else index + 1, "file_name": file_name}
+        if width is None:
+            return {"coco_image": json.dumps(image), "coco_annotations": json.dumps([])}
+        image |= {"width": width, "height": height}
         objects = _rows(row[self.objects_column])
         annotations = [self._annotation(obj, width, height, index) for obj in objects]
         return {"coco_image": json.dumps(image), "coco_annotations": json.dumps(annotations)}
@@ -208,7 +211,7 @@ class _Exporter:
     def _annotation(self, obj: dict[str, Any], width: int, height: int, index: int) -> dict[str, Any]:
         ann = {k: obj[k] for k in ("id", "area", "iscrowd") if obj.get(k) is not None}
         box = obj["bbox"]
-        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+        if isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box):
             if self.bbox_format == "xyxy":
                 box = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
             if self.normalized:
@@ -216,7 +219,7 @@ class _Exporter:
                     box = unit_box_to_pixels(box, width, height)
                 except ValueError as err:
                     raise CocoFormatError(f"{self.name}: row {index}: {err} (normalized_boxes=True)") from err
-                if "area" in ann:
+                if is_number(ann.get("area")):
                     ann["area"] *= width * height
         ann["bbox"] = box
         ann["category"] = obj["category"]

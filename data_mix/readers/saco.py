@@ -29,10 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from sam3_adapt.data_mix.readers.coco import CocoSet, OnError, coco_set_from_dict
-from sam3_adapt.data_mix.readers.coco_checks import CocoFormatError, Problems
+from sam3_adapt.data_mix.images import ImageReadError, probe_image
+from sam3_adapt.data_mix.readers.coco import CocoSet, OnError, coco_set_from_dict, escapes
+from sam3_adapt.data_mix.readers.coco_checks import CocoFormatError, Problems, is_int, is_number
 
 #: Slack on normalised coordinates, for boxes written as float32 fractions.
 _SLACK = 1e-4
@@ -46,6 +45,7 @@ def read_saco_set(
     prompt_map: Mapping[Any, str] | str | Path | None = None,
     include_negatives: bool = True,
     on_error: OnError = "raise",
+    allow_outside_image_dir: bool = False,
 ) -> CocoSet:
     """Read an SA-Co-style file (see the module docstring) into samples and COCO ground truth.
 
@@ -63,6 +63,7 @@ def read_saco_set(
         include_negatives: Keep the negative pairs.
         on_error: ``"raise"`` stops at the first invalid record; ``"skip"`` drops invalid records
             with a warning that counts them.
+        allow_outside_image_dir: Accept ``file_name`` values outside ``image_dir`` (see `read_coco_set`).
 
     Returns:
         The samples, the ground truth as a COCO dict (one image record per file, one category per
@@ -84,6 +85,7 @@ def read_saco_set(
         prompt_map=prompt_map,
         include_negatives=include_negatives,
         on_error=on_error,
+        allow_outside_image_dir=allow_outside_image_dir,
     )
 
 
@@ -96,14 +98,28 @@ def saco_set_from_dict(
     prompt_map: Mapping[Any, str] | str | Path | None = None,
     include_negatives: bool = True,
     on_error: OnError = "raise",
+    allow_outside_image_dir: bool = False,
 ) -> CocoSet:
-    """`read_saco_set` on an already parsed file; ``json_path`` names it in messages."""
+    """`read_saco_set` on an already parsed file; ``json_path`` names it in messages.
+
+    Raises:
+        CocoFormatError: As `read_saco_set`, and whatever ``on_error`` says when image records
+            exist but none has a ``text_input`` phrase (the file is not SA-Co, or lost its phrases).
+    """
     json_path, image_dir = Path(json_path), Path(image_dir)
     for key in ("images", "annotations"):
         if not isinstance(saco, dict) or not isinstance(saco.get(key), list):
             raise CocoFormatError(f"{json_path}: an SA-Co file needs a list {key!r}")
+    if saco["images"] and not any(
+        isinstance(r, dict) and isinstance(r.get("text_input"), str) and r["text_input"].strip()
+        for r in saco["images"]
+    ):
+        raise CocoFormatError(
+            f"{json_path}: an SA-Co file, but none of its {len(saco['images'])} image records has a "
+            "'text_input' phrase; give each image-phrase pair its phrase (for a COCO file, set format: coco)"
+        )
     problems = Problems(json_path, on_error)
-    pairs = _Pairs(image_dir, problems)
+    pairs = _Pairs(image_dir, problems, allow_outside_image_dir)
     for record in saco["images"]:
         pairs.add(record)
     annotations = [
@@ -117,7 +133,13 @@ def saco_set_from_dict(
         "categories": [{"id": cat_id, "name": phrase} for phrase, cat_id in pairs.categories.items()],
     }
     coco_set = coco_set_from_dict(
-        coco, json_path, image_dir, prompt_map=prompt_map, include_negatives=True, on_error=on_error
+        coco,
+        json_path,
+        image_dir,
+        prompt_map=prompt_map,
+        include_negatives=True,
+        on_error=on_error,
+        allow_outside_image_dir=allow_outside_image_dir,
     )
     return _listed_pairs_only(coco_set, pairs, include_negatives)
 
@@ -125,9 +147,10 @@ def saco_set_from_dict(
 class _Pairs:
     """Pair records grouped by image file, with a category per phrase."""
 
-    def __init__(self, image_dir: Path, problems: Problems) -> None:
+    def __init__(self, image_dir: Path, problems: Problems, allow_outside: bool) -> None:
         self.image_dir = image_dir
         self.problems = problems
+        self.allow_outside = allow_outside
         self.images: dict[str, dict[str, Any]] = {}
         self.by_id: dict[int, dict[str, Any]] = {}
         self.categories: dict[str, int] = {}
@@ -139,7 +162,11 @@ class _Pairs:
         self.listed: dict[tuple[int, int], tuple[int, bool]] = {}
 
     def add(self, rec: Any) -> None:
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), int) or not rec.get("file_name"):
+        if (
+            not isinstance(rec, dict)
+            or not is_int(rec.get("id"))
+            or not isinstance(rec.get("file_name"), str)
+        ):
             self.problems.add(
                 "malformed image record", f"image record {rec!r:.80} needs an int 'id' and a 'file_name'"
             )
@@ -161,11 +188,13 @@ class _Pairs:
         if image is None:
             image = {"id": len(self.images) + 1, "file_name": rec["file_name"]}
             image |= {k: rec[k] for k in ("width", "height") if k in rec}
-            if "width" not in image or "height" not in image:
-                path = self.image_dir / rec["file_name"]
-                if path.is_file():  # a missing file is reported when the images are checked
-                    with Image.open(path) as im:
-                        image["width"], image["height"] = im.size
+            if ("width" not in image or "height" not in image) and (
+                self.allow_outside or not escapes(rec["file_name"])
+            ):
+                try:
+                    image["width"], image["height"] = probe_image(self.image_dir / rec["file_name"])
+                except ImageReadError:
+                    pass  # reported with the record when the images are checked
             self.images[rec["file_name"]] = self.by_id[image["id"]] = image
         elif any(k in rec and rec[k] != image.get(k) for k in ("width", "height")):
             self.problems.add(
@@ -189,7 +218,7 @@ class _Pairs:
 
     def annotation(self, rec: Any, normalized: bool) -> dict[str, Any] | None:
         """The annotation in COCO terms (pixels, grouped image id, phrase category), or ``None`` if bad."""
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), int):
+        if not isinstance(rec, dict) or not is_int(rec.get("id")):
             self.problems.add("malformed annotation", f"annotation {rec!r:.80} needs an int 'id'")
             return None
         pair = rec.get("image_id")
@@ -209,7 +238,7 @@ class _Pairs:
             return ann  # its image file is missing, which the image checks report
         width, height = image["width"], image["height"]
         box = rec.get("bbox")
-        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+        if isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box):
             try:
                 ann["bbox"] = unit_box_to_pixels(box, width, height)
             except ValueError as err:
@@ -219,7 +248,7 @@ class _Pairs:
                     "(normalized_boxes=False reads boxes in pixels)",
                 )
                 return None
-        if isinstance(rec.get("area"), (int, float)):
+        if is_number(rec.get("area")):
             ann["area"] = rec["area"] * width * height
         return ann
 

@@ -20,6 +20,9 @@ from sam3_adapt.data_mix.readers.saco import saco_set_from_dict
 SourceFormat = Literal["auto", "coco", "saco", "hf"]
 BoxFormat = Literal["xywh", "xyxy"]
 
+#: Keys of an image record that only SA-Co's image-phrase pairs have.
+SACO_KEYS = frozenset({"text_input", "is_instance_exhaustive", "is_pixel_exhaustive", "queried_category"})
+
 #: A Hub dataset name: ``name`` or ``owner/name``.
 _HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
@@ -86,7 +89,9 @@ def detect_format(path_or_name: str | Path, parsed: Any = None) -> Literal["coco
     """Tell a source's format.
 
     A folder or a Hub name is a Hugging Face dataset; a JSON file whose ``images`` records carry a
-    ``text_input`` phrase is SA-Co; any other JSON file is COCO.
+    key of SA-Co's image-phrase pairs (`SACO_KEYS`: ``text_input``, ``is_instance_exhaustive``, ...)
+    is SA-Co, so that a pair file that lost its phrases is refused by the SA-Co reader rather than
+    read as COCO with its placeholder category as the phrase; any other JSON file is COCO.
 
     Args:
         path_or_name: The source.
@@ -101,7 +106,7 @@ def detect_format(path_or_name: str | Path, parsed: Any = None) -> Literal["coco
     if path.is_file() and path.suffix.lower() == ".json":
         data = _parse_json(path) if parsed is None else parsed
         images = data.get("images") if isinstance(data, dict) else None
-        saco = isinstance(images, list) and any(isinstance(r, dict) and "text_input" in r for r in images)
+        saco = isinstance(images, list) and any(isinstance(r, dict) and SACO_KEYS & r.keys() for r in images)
         return "saco" if saco else "coco"
     if not path.exists() and path.suffix.lower() != ".json" and _HUB_NAME.match(str(path_or_name)):
         return "hf"
@@ -123,6 +128,7 @@ def read_source(
     include_negatives: bool = True,
     on_error: OnError = "raise",
     cache_dir: str | Path | None = None,
+    allow_outside_image_dir: bool = False,
 ) -> CocoSet:
     """Read any supported source into concept samples and COCO ground truth.
 
@@ -143,6 +149,8 @@ def read_source(
             with a warning that counts them.
         cache_dir: Cache of decoded Hugging Face datasets (default
             `sam3_adapt.data_mix.readers.hf.default_cache_dir`).
+        allow_outside_image_dir: Accept JSON ``file_name`` values that are absolute or lead out of
+            ``image_dir`` (refused by default; see `sam3_adapt.data_mix.readers.coco.read_coco_set`).
 
     Returns:
         The set.
@@ -175,6 +183,7 @@ def read_source(
         raise CocoFormatError(
             f"{path}: a {kind} file needs image_dir, the folder its file_name values are in"
         )
+    common["allow_outside_image_dir"] = allow_outside_image_dir
     if kind == "saco":
         normalized = True if normalized_boxes is None else normalized_boxes
         return saco_set_from_dict(parsed, path, image_dir, normalized_boxes=normalized, **common)
