@@ -7,12 +7,14 @@ their run here, so a recipe means the same thing everywhere.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
-from sam3_adapt.fitting.run_files import newest_last_checkpoint
+from sam3_adapt.fitting.run_files import load_checkpoint, newest_last_checkpoint
 from sam3_adapt.training.task import ConceptSegmentationTask
 
 
@@ -25,8 +27,23 @@ class ConceptCLI(LightningCLI):
     `sam3_adapt.fitting.run_files.newest_last_checkpoint`), and a warning says so when there is none.
     """
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse the command line, then refuse a ``ckpt_path`` file that cannot be loaded without code.
+
+        Lightning reads the checkpoint's hyperparameters right after parsing, safely but with an
+        error that does not name the file; `load_checkpoint` names it.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            load_checkpoint(ckpt_path)
+
     def before_instantiate_classes(self) -> None:
-        """Turn ``ckpt_path: last`` into the path of the newest ``last.ckpt`` of the run folder."""
+        """Turn ``ckpt_path: last`` into the path of the newest ``last.ckpt`` of the run folder.
+
+        That file is checked as `parse_arguments` checks a given one.
+        """
         config = self.config.get(self.subcommand) if self.subcommand else None
         if config is None or config.get("ckpt_path") != "last":
             return
@@ -36,6 +53,7 @@ class ConceptCLI(LightningCLI):
             rank_zero_warn(f"--ckpt_path last: no last.ckpt under {root}; starting from the recipe's model")
             return
         rank_zero_info(f"--ckpt_path last: resuming from {found}")
+        load_checkpoint(found)
         config["ckpt_path"] = str(found)
 
 

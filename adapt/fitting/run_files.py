@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def find_run(run: str | Path) -> FinishedRun:
             f"run {str(run)!r} has no checkpoint: no .ckpt in {looked}. Fit with a ModelCheckpoint callback "
             "(the recipes have one), or pass the path of a .ckpt file"
         )
-    saved = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
+    saved = load_checkpoint(checkpoint)
     if not isinstance(saved, dict) or "checkpoint" not in saved.get("hyper_parameters", {}):
         raise ValueError(
             f"{checkpoint} is not a checkpoint of `sam3-adapt fit` (no task hyperparameters in it)"
@@ -116,6 +117,26 @@ def find_run(run: str | Path) -> FinishedRun:
         data_hparams=_public(saved.get("datamodule_hyper_parameters", {})),
         global_step=int(saved.get("global_step", 0)),
     )
+
+
+def load_checkpoint(path: str | Path) -> Any:
+    """Load a checkpoint file without running code from it (``torch.load(weights_only=True)``).
+
+    A checkpoint is a pickle, and unpickling an untrusted one can run any code; with
+    ``weights_only`` only tensors and plain containers are rebuilt, which is all that the checkpoints
+    of ``sam3-adapt fit`` hold.
+
+    Raises:
+        ValueError: If the file is no checkpoint, or holds objects other than tensors and plain data.
+    """
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path}: refused to load: not a checkpoint of `sam3-adapt fit`, or it holds objects other than "
+            f"tensors and plain data, which could run code when unpickled ({first})"
+        ) from err
 
 
 def _checkpoint_in(folder: Path) -> Path | None:
