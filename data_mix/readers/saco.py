@@ -222,7 +222,7 @@ class _Pairs:
             self.problems.add("malformed annotation", f"annotation {rec!r:.80} needs an int 'id'")
             return None
         pair = rec.get("image_id")
-        if pair not in self.by_pair:
+        if not is_int(pair) or pair not in self.by_pair:
             if not self.problems.drop_with_image(pair):
                 self.problems.add(
                     "unknown image id",

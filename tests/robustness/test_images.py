@@ -159,3 +159,22 @@ def test_pixel_limit_setting_must_be_a_positive_number(tmp_path, monkeypatch):
     monkeypatch.setenv("SAM3_ADAPT_MAX_PIXELS", "lots")
     with pytest.raises(ValueError, match="SAM3_ADAPT_MAX_PIXELS must be a positive number"):
         read_rgb(tmp_path / "x.png")
+
+
+def test_unreadable_image_in_a_hugging_face_dataset_is_named_and_skippable(tmp_path, monkeypatch, basic_coco):
+    import datasets
+
+    from sam3_adapt.data_mix.readers.hf import read_hf_set
+    from tests.data_mix.twins import coco_to_hf
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+    json_path, image_dir = write_coco(tmp_path, basic_coco, "ann.json")
+    _garbage(image_dir / "a.png")
+    coco_to_hf(basic_coco, image_dir).save_to_disk(tmp_path / "set_hf")
+    with pytest.raises(
+        CocoFormatError, match=r"set_hf: image id 1 \(00000000\.unreadable\): .*not a readable image"
+    ):
+        read_hf_set(tmp_path / "set_hf", cache_dir=tmp_path / "cache")
+    with pytest.warns(CocoSkipWarning, match="1 unreadable image"):
+        kept = read_hf_set(tmp_path / "set_hf", cache_dir=tmp_path / "cache", on_error="skip")
+    assert [s.image_id for s in kept.samples] == [2]
