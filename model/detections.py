@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,13 +21,15 @@ class QueryDetections:
     Attributes:
         boxes: ``(K, 4)`` absolute ``(x0, y0, x1, y1)``.
         scores: ``(K,)`` SAM 3 scores, ``sigmoid(logit) * sigmoid(presence)``.
-        masks: ``(K, H, W)`` boolean masks at the original size, or ``None`` when masks were not decoded.
+        masks: ``(K, H, W)`` boolean masks at the original size, stored as windows (see
+            `CroppedMasks`; ``np.asarray`` or ``.dense()`` gives the array), or ``None`` when masks
+            were not decoded.
         presence: Probability that the phrase is present at all.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
-    masks: torch.Tensor | None
+    masks: CroppedMasks | None
     presence: float
 
 
@@ -40,7 +44,8 @@ def detections_per_query(
 
     Inputs went through a square resize (the evaluation transform), so normalised boxes scale by
     the original width and height, and masks are resized bilinearly to the original size before
-    thresholding the logits at 0.
+    thresholding the logits at 0 (see `paste_masks`, which does it one mask at a time, only where
+    the mask can be positive, so that memory does not grow with detections times image size).
 
     Args:
         outputs: Network outputs; masks, if present, must cover every query.
@@ -64,20 +69,148 @@ def detections_per_query(
         scale = boxes.new_tensor([width, height, width, height])
         masks = None
         if outputs.masks is not None and q in mask_row:
-            logits = outputs.masks[mask_row[q], keep].float()
-            if len(keep):
-                logits = F.interpolate(
-                    logits[None], size=(height, width), mode="bilinear", align_corners=False
-                )[0]
-            else:
-                logits = logits.new_zeros(0, height, width)
-            masks = logits > 0
+            masks = paste_masks(outputs.masks[mask_row[q], keep], height, width)
         results.append(
             QueryDetections(
                 boxes=boxes[q, keep] * scale, scores=scores[q, keep], masks=masks, presence=float(presence[q])
             )
         )
     return results
+
+
+class CroppedMasks:
+    """Boolean masks ``(K, H, W)`` of one image, each kept as the window around its True pixels.
+
+    `detections_per_query` returns these rather than a dense tensor: 100 dense masks of a
+    12-megapixel image take 1.2 GB, their windows a small part of it. They read as the dense
+    boolean array wherever one is expected: ``np.asarray(masks)``, ``masks.numpy()``,
+    ``masks.dense()`` (a tensor), ``masks[k]`` (one ``(H, W)`` tensor), iteration (one mask at a
+    time, which is how `sam3_adapt.training.coco_results.encode_masks` keeps memory flat), and
+    ``masks[index]`` with a slice, list or array (a `CroppedMasks` of those masks).
+
+    Args:
+        crops: One boolean window per mask.
+        offsets: Each window's top-left ``(row, column)`` in the image.
+        size: The image's ``(height, width)``.
+    """
+
+    dtype = torch.bool
+
+    def __init__(
+        self, crops: list[torch.Tensor], offsets: list[tuple[int, int]], size: tuple[int, int]
+    ) -> None:
+        self.crops, self.offsets, self.size = crops, offsets, size
+
+    @property
+    def shape(self) -> torch.Size:
+        """``(K, H, W)``."""
+        return torch.Size((len(self.crops), *self.size))
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self[k] for k in range(len(self)))
+
+    def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor | np.ndarray) -> Any:
+        if isinstance(index, (int, np.integer)):
+            crop, (top, left) = self.crops[index], self.offsets[index]
+            mask = torch.zeros(self.size, dtype=torch.bool, device=crop.device)
+            mask[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+            return mask
+        picked = torch.arange(len(self))[torch.as_tensor(index) if not isinstance(index, slice) else index]
+        rows = picked.reshape(-1).tolist()
+        return CroppedMasks([self.crops[k] for k in rows], [self.offsets[k] for k in rows], self.size)
+
+    def cpu(self) -> CroppedMasks:
+        """The masks on the CPU."""
+        return CroppedMasks([crop.cpu() for crop in self.crops], self.offsets, self.size)
+
+    def dense(self) -> torch.Tensor:
+        """The ``(K, H, W)`` boolean tensor."""
+        if not len(self):
+            return torch.zeros(self.shape, dtype=torch.bool)
+        return torch.stack(list(self))
+
+    def numpy(self) -> np.ndarray:
+        """The ``(K, H, W)`` boolean array."""
+        return self.dense().cpu().numpy()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+
+def paste_masks(logits: torch.Tensor, height: int, width: int) -> CroppedMasks:
+    """Resize mask logits bilinearly (``align_corners=False``) to ``height x width`` and threshold at 0.
+
+    The result is that of ``F.interpolate(logits[None], (height, width), mode="bilinear") > 0``,
+    without its ``(K, H, W)`` float intermediate or a dense boolean result: each mask is computed
+    alone, only over the output rows and columns whose source neighbours include a positive logit
+    (elsewhere a blend of non-positive logits cannot be positive), and kept as the window around
+    its True pixels.
+
+    Args:
+        logits: ``(K, h, w)`` mask logits at the network's resolution.
+        height: Output height.
+        width: Output width.
+
+    Returns:
+        The ``K`` masks.
+    """
+    logits = logits.float()
+    crops: list[torch.Tensor] = []
+    offsets: list[tuple[int, int]] = []
+    rows = _source_taps(logits.shape[1], height, logits.device)
+    cols = _source_taps(logits.shape[2], width, logits.device)
+    for mask in logits:
+        positive = mask > 0
+        if not positive.any():
+            crops.append(torch.zeros((0, 0), dtype=torch.bool, device=logits.device))
+            offsets.append((0, 0))
+            continue
+        r = _window(rows, positive.any(dim=1))
+        c = _window(cols, positive.any(dim=0))
+        c0, c1, cl = (t[c] for t in cols)
+        # Separable: along the rows at the source height (small), then PyTorch's kernel between rows
+        # (its resize of an unchanged width is the identity).
+        across = mask[:, c0] * (1 - cl) + mask[:, c1] * cl
+        down = F.interpolate(across[None, None], size=(height, len(cl)), mode="bilinear", align_corners=False)
+        window = down[0, 0, r] > 0
+        hit_rows, hit_cols = window.any(dim=1).nonzero(), window.any(dim=0).nonzero()
+        if not len(hit_rows):
+            crops.append(window[:0, :0])
+            offsets.append((0, 0))
+            continue
+        top, bottom, left, right = (
+            int(hit_rows[0]),
+            int(hit_rows[-1]) + 1,
+            int(hit_cols[0]),
+            int(hit_cols[-1]) + 1,
+        )
+        crops.append(window[top:bottom, left:right].clone())
+        offsets.append((r.start + top, c.start + left))
+    return CroppedMasks(crops, offsets, (height, width))
+
+
+def _source_taps(size_in: int, size_out: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """For each output pixel along one axis: its two source pixels and the weight of the second.
+
+    The source coordinate is PyTorch's for ``align_corners=False``: ``(i + 0.5) * in / out - 0.5``,
+    clamped at 0.
+    """
+    scale = size_in / size_out
+    source = ((torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
+    first = source.long().clamp(max=size_in - 1)
+    second = (first + 1).clamp(max=size_in - 1)
+    return first, second, source - first
+
+
+def _window(taps: tuple[torch.Tensor, ...], positive: torch.Tensor) -> slice:
+    """The output range whose source taps include a positive source pixel (``positive`` along the axis)."""
+    first, second, _ = taps
+    hit = (positive[first] | positive[second]).nonzero()
+    return slice(int(hit[0]), int(hit[-1]) + 1)
 
 
 @torch.no_grad()

@@ -10,6 +10,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+from sam3_adapt.model.detections import CroppedMasks
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -23,8 +25,11 @@ def as_numpy(values: ArrayLike) -> np.ndarray:
     return np.asarray(values)
 
 
-def encode_masks(masks: ArrayLike) -> list[dict[str, Any]]:
+def encode_masks(masks: ArrayLike | CroppedMasks) -> list[dict[str, Any]]:
     """Encode boolean masks as COCO compressed RLE with ``counts`` as ``str`` (JSON-serialisable).
+
+    Masks are encoded one at a time, so that a large image's masks never exist at full size all at
+    once (the detections hold them as `CroppedMasks`).
 
     Args:
         masks: ``(N, H, W)`` boolean masks.
@@ -32,13 +37,14 @@ def encode_masks(masks: ArrayLike) -> list[dict[str, Any]]:
     Returns:
         ``N`` dicts ``{"size": [H, W], "counts": str}``.
     """
-    masks = as_numpy(masks).astype(bool)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in rles]
+    if len(masks.shape) != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {tuple(masks.shape)}")
+    encoded = []
+    for mask in masks:
+        plane = np.asfortranarray(as_numpy(mask).astype(np.uint8)[:, :, None])
+        rle = mask_utils.encode(plane)[0]
+        encoded.append({"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")})
+    return encoded
 
 
 def to_coco_results(
@@ -46,7 +52,7 @@ def to_coco_results(
     category_id: int,
     boxes_xyxy: ArrayLike,
     scores: ArrayLike,
-    masks: ArrayLike | None = None,
+    masks: ArrayLike | CroppedMasks | None = None,
 ) -> list[dict[str, Any]]:
     """Turn the detections of one (image, phrase) pair into COCO result records.
 
