@@ -1,4 +1,8 @@
-"""The Lightning side of sam3-adapt: the task, the SAM 3 objective, metrics, the CLI and the Python API.
+"""sam3-adapt: adapt SAM 3 to a new domain from a handful of examples.
+
+Rooms (README, "Layout"): ``model`` and ``data_mix`` below; the core, ``training`` (task, loss,
+metrics) and ``inference`` (the predict loop); workflows (``evaluation``, ``release``, ``jobs``,
+``tune``, ``fitting``); and the facades ``cli``, ``api`` and ``predictor``.
 
 The one-call API::
 

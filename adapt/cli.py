@@ -7,7 +7,11 @@ module: it is the top of the kit.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import io
+import os
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -73,6 +77,9 @@ EXTRA_VERBS: dict[str, Verb] = {
         "Turn a finished fit into a Hub-ready folder and, given a repo id, upload it to the Hugging Face "
         "Hub.",
     ),
+    "recipes": Verb(
+        "sam3_adapt.fitting.recipe_files", "recipes", "List the shipped recipes, or copy one out to edit it."
+    ),
     "tune": Verb(
         "sam3_adapt.tune.run",
         "tune",
@@ -92,34 +99,154 @@ def verb_function(verb: str):
     return getattr(import_module(entry.module), entry.function)
 
 
+#: Exit codes of ``sam3-adapt`` (the README lists them too).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``sam3-adapt``: ``fit | validate | test | predict`` (Lightning) or a kit verb."""
+    """Entry point of ``sam3-adapt``: ``fit | validate | test | predict`` (Lightning) or a kit verb.
+
+    An error about the input or the environment prints one line, ``sam3-adapt VERB: error: ...``, and
+    exits with 1 (2 for a usage error, 130 when interrupted); ``--debug`` or ``SAM3_ADAPT_DEBUG=1``
+    shows the traceback instead.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SAM3_ADAPT_DEBUG", "") not in ("", "0")
+    args = [arg for arg in args if arg != "--debug"]
     if not args or args[0] in ("-h", "--help"):
         print(overview())
         if not args:
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         return
     verb = args[0]
     if verb in ("-V", "--version"):
         print(f"sam3-adapt {version()}")
         return
+    if verb not in all_verbs():
+        print(unknown_verb(verb), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if args[1:] in (["-h"], ["--help"]):
+        print(help_text(verb), end="")
+        return
+    try:
+        run_verb(verb, args[1:])
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"sam3-adapt {verb}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # the boundary: one line for the user, the traceback with --debug
+        if debug:
+            raise
+        usage = isinstance(error, UsageError) or type(error).__name__ == "ArgumentError"
+        hint = f"see sam3-adapt {verb} --help" if usage else "--debug shows the traceback"
+        print(f"sam3-adapt {verb}: error: {error_line(error)} ({hint})", file=sys.stderr)
+        sys.exit(EXIT_USAGE if usage else EXIT_ERROR)
+
+
+def run_verb(verb: str, args: list[str]) -> None:
+    """Run one verb with its arguments (without the verb itself); errors propagate."""
     if verb in EXTRA_VERBS:
         from jsonargparse import CLI
 
-        CLI(verb_function(verb), args=args[1:], prog=f"sam3-adapt {verb}", as_positional=False)
+        CLI(
+            verb_function(verb),
+            args=args,
+            prog=f"sam3-adapt {verb}",
+            as_positional=False,
+            parser_mode="yaml",
+            exit_on_error=False,
+        )
         return
-    if verb not in LIGHTNING_VERBS:
-        print(unknown_verb(verb), file=sys.stderr)
-        sys.exit(2)
-    try:
-        args = with_recipe_files(args)
-    except FileNotFoundError as error:
-        print(f"sam3-adapt {verb}: {error}", file=sys.stderr)
-        sys.exit(2)
+    missing = missing_recipe(args)
+    if missing:
+        raise UsageError(missing)
+    args = with_recipe_files(args)
     from sam3_adapt.fitting.lightning_cli import lightning_cli
 
-    lightning_cli(args)
+    lightning_cli([verb, *args], exit_on_error=False)
+
+
+class UsageError(ValueError):
+    """The command line lacks what the verb needs (checked before anything is imported or loaded)."""
+
+
+def missing_recipe(args: list[str]) -> str | None:
+    """What a Lightning verb lacks to know its model and data, or ``None`` when a recipe is given.
+
+    Without ``--config`` and without ``--model.checkpoint``, the task would fall back on nothing the
+    user chose; say so before importing torch or touching the network.
+    """
+    given = {arg.split("=", 1)[0] for arg in args}
+    if given & {"--config", "--model.checkpoint", "--print_config", "-h", "--help"}:
+        return None
+    from sam3_adapt.fitting.recipe_files import recipe_names
+
+    return (
+        "no recipe given: pass --config <recipe> (a YAML file, or one of "
+        f"{', '.join(recipe_names())}), or at least --model.checkpoint and --data.train_json"
+    )
+
+
+def error_line(error: BaseException) -> str:
+    """An exception as the one message the user reads: its text, with its type when that adds to it."""
+    text = str(error).strip() or type(error).__name__
+    generic = isinstance(error, (ValueError, OSError)) or type(error).__name__ in (
+        "ArgumentError",
+        "CocoFormatError",
+        "PublishError",
+    )
+    return text if generic else f"{type(error).__name__}: {text}"
+
+
+def help_text(verb: str) -> str:
+    """``sam3-adapt VERB --help``, from the help cache when this version of the kit wrote it before.
+
+    Lightning's and jsonargparse's help needs torch, Lightning and transformers imported (seconds);
+    the text only changes with the kit's code and its libraries' versions, which key the cache.
+    """
+    from sam3_adapt.model.cache import cache_dir
+
+    cached = cache_dir() / "help" / f"{verb}-{help_fingerprint()}.txt"
+    if cached.is_file():
+        return cached.read_text()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            run_verb(verb, ["--help"])
+        except SystemExit:
+            pass
+    text = buffer.getvalue()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cached.parent.glob(f"{verb}-*.txt"):
+            stale.unlink()
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(cached)
+    except OSError:  # a read-only cache only costs the next call its speed
+        pass
+    return text
+
+
+def help_fingerprint() -> str:
+    """A key that changes whenever the help text can: the kit's files and its libraries' versions."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    digest = hashlib.sha256()
+    for name in ("sam3-adapt", "lightning", "jsonargparse", "torch", "transformers", "peft"):
+        try:
+            digest.update(f"{name}={installed(name)};".encode())
+        except PackageNotFoundError:
+            digest.update(f"{name}=none;".encode())
+    package = Path(__file__).resolve().parent
+    roots = [package, *(package.parent / folder for folder in ("model", "data_mix", "recipes"))]
+    for root in roots:
+        for path in sorted(root.rglob("*.py")) + sorted(root.rglob("*.yaml")):
+            stat = path.stat()
+            digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    return digest.hexdigest()[:16]
 
 
 def with_recipe_files(args: list[str]) -> list[str]:

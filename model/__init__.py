@@ -1,24 +1,30 @@
-"""SAM 3 as plain PyTorch and PEFT: loading, the tiny model, adaptation policies, the concept forward."""
+"""SAM 3 as plain PyTorch and PEFT: loading, the tiny model, adaptation policies, the concept forward.
 
-from sam3_adapt.model.detections import QueryDetections, detect
-from sam3_adapt.model.forward import ConceptSegmenter
-from sam3_adapt.model.loading import TINY, TINY_RANDOM, load_sam3, load_segmenter
-from sam3_adapt.model.outputs import ConceptOutputs
-from sam3_adapt.model.persistence import save_trained
-from sam3_adapt.model.tiny import tiny_sam3_config, write_tiny_random_sam3
-from sam3_adapt.model.tokenizer import clip_tokenizer
+The public names below are imported on first use: they pull in transformers, which takes seconds.
+"""
 
-__all__ = [
-    "TINY",
-    "TINY_RANDOM",
-    "ConceptOutputs",
-    "ConceptSegmenter",
-    "QueryDetections",
-    "clip_tokenizer",
-    "detect",
-    "load_sam3",
-    "load_segmenter",
-    "save_trained",
-    "tiny_sam3_config",
-    "write_tiny_random_sam3",
-]
+import importlib
+
+_LAZY = {
+    "QueryDetections": "detections",
+    "detect": "detections",
+    "ConceptSegmenter": "forward",
+    "TINY": "checkpoints",
+    "TINY_RANDOM": "checkpoints",
+    "load_sam3": "loading",
+    "load_segmenter": "loading",
+    "ConceptOutputs": "outputs",
+    "save_trained": "persistence",
+    "tiny_sam3_config": "tiny",
+    "write_tiny_random_sam3": "tiny",
+    "clip_tokenizer": "tokenizer",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -15,6 +15,8 @@ from typing import Literal, get_args
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from sam3_adapt.model.peft_compat import peft_wrapping
+
 Preset = Literal["detector", "detector+vision", "all-linear"]
 
 #: Components after the backbones: prompt encoding, DETR encoder/decoder, heads, and the projection of
@@ -180,7 +182,8 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> PeftModel:
         raise TypeError("apply_lora expects a plain Sam3Model, got a PeftModel that already has adapters")
     config = lora_config(model, settings)
     expected = lora_target_modules(model, settings)
-    peft_model = get_peft_model(model, config)
+    with peft_wrapping():
+        peft_model = get_peft_model(model, config)
     adapted = sorted(peft_model.targeted_module_names)
     if adapted != sorted(expected):
         raise RuntimeError(

@@ -8,6 +8,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from sam3_adapt.model.cache import cache_dir
 from sam3_adapt.model.tiny import write_tiny_random_sam3
 
 #: Short name of a randomly initialised tiny SAM 3 (seeded): every code path, no pretrained knowledge.
@@ -15,11 +16,6 @@ TINY_RANDOM = "tiny-random"
 #: Short name of the tiny SAM 3 pretrained on the concept world's anchor data, shipped in the package.
 TINY = "tiny"
 _TINY_RANDOM_VERSION = "v1"
-
-
-def cache_dir() -> Path:
-    """Where sam3-adapt keeps what it builds (``$SAM3_ADAPT_CACHE``, default ``~/.cache/sam3-adapt``)."""
-    return Path(os.environ.get("SAM3_ADAPT_CACHE", Path.home() / ".cache" / "sam3-adapt"))
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import ProcessorMixin, Sam3Processor
 
 from sam3_adapt.model.checkpoints import resolve_checkpoint
+from sam3_adapt.model.peft_compat import peft_wrapping
 
 _HF_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/[^/]+$")
 
@@ -122,7 +123,8 @@ def load_adapter(
                 f"adapter {adapter!r} was trained on base model {recorded!r}, but it is being loaded onto "
                 f"{str(expected_base)!r}; load the base model the adapter was made for"
             )
-    return PeftModel.from_pretrained(base_model, adapter, is_trainable=trainable)
+    with peft_wrapping():
+        return PeftModel.from_pretrained(base_model, adapter, is_trainable=trainable)
 
 
 def save_trained(

@@ -6,16 +6,25 @@ their run here, so a recipe means the same thing everywhere.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+from lightning import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
+from sam3_adapt.fitting.progress import LineProgress
 from sam3_adapt.fitting.run_files import load_checkpoint, newest_last_checkpoint
 from sam3_adapt.training.task import ConceptSegmentationTask
+
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.14 deprecates, once per loop: the
+# message is about Lightning's code, not the user's run.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class ConceptCLI(LightningCLI):
@@ -55,6 +64,18 @@ class ConceptCLI(LightningCLI):
         rank_zero_info(f"--ckpt_path last: resuming from {found}")
         load_checkpoint(found)
         config["ckpt_path"] = str(found)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer: a CSV logger by default, and line progress when stdout is not a terminal."""
+        callbacks = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        if config.get("logger") in (None, True):
+            # Lightning's own default when TensorBoard is absent, said explicitly: it would warn each run.
+            config["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or os.getcwd())
+        if not sys.stdout.isatty() and config.get("enable_progress_bar") is not False:
+            config["enable_progress_bar"] = False
+            callbacks.append(LineProgress())
+        return self._instantiate_trainer(config, callbacks)
 
 
 def lightning_cli(

@@ -8,7 +8,7 @@ object (the only mark of box-only data or a box-only model), one colour per phra
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from scipy.ndimage import binary_erosion
 
 from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.samples import ConceptSample
+from sam3_adapt.inference.loop import QueryResult
 from sam3_adapt.inference.prediction import Prediction
 
 PALETTE = colormaps["tab10"].colors
@@ -114,6 +115,66 @@ def truth_figure(samples: Sequence[ConceptSample], negatives: int = 4) -> Figure
         absent = [q.phrase for q in sample.queries if q.is_negative][:negatives]
         ax.set_xlabel(f"{sample.image_path.name}\nnot: " + (", ".join(absent) or "-"), fontsize=8)
     return fig
+
+
+def comparison_figure(
+    samples: Sequence[ConceptSample],
+    runs: Mapping[str, Sequence[QueryResult]],
+    score_threshold: float = 0.5,
+) -> Figure:
+    """Draw, for each sample, its labelled objects and what each model found, side by side.
+
+    One row per sample: the truth, then one panel per model (``runs``, e.g. ``{"before": ...,
+    "after": ...}`` from `sam3_adapt.inference.loop.predict_samples`). A phrase keeps its colour
+    across the row, so a detection of an absent phrase (a false positive) shows in its own colour.
+
+    Args:
+        samples: The labelled samples, in row order.
+        runs: Each model's query results on (at least) these samples.
+        score_threshold: Score a detection needs to be drawn.
+
+    Returns:
+        The figure.
+    """
+    fig = Picture(figsize=(3.3 * (1 + len(runs)), 3.6 * len(samples)), layout="constrained")
+    axes = fig.subplots(len(samples), 1 + len(runs), squeeze=False)
+    for row, sample in zip(axes, samples):
+        image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}")
+        found = {label: [r for r in rs if r.sample.image_id == sample.image_id] for label, rs in runs.items()}
+        phrases = [q.phrase for q in sample.positives]
+        for result in (r for results in found.values() for r in results):
+            if result.phrase not in phrases and len(_kept(result, score_threshold)):
+                phrases.append(result.phrase)
+        instances = [(phrases.index(q.phrase), inst) for q in sample.positives for inst in q.instances]
+        _draw(
+            row[0],
+            image,
+            np.array([inst.box_xyxy for _, inst in instances]).reshape(-1, 4),
+            np.array([k for k, _ in instances], dtype=int),
+            [inst.mask_array() if inst.has_mask else None for _, inst in instances],
+            [f"{q.phrase} \u00d7{len(q.instances)}" for q in sample.positives],
+        )
+        row[0].set_xlabel(f"truth: {sample.image_path.name}", fontsize=8)
+        for ax, (label, results) in zip(row[1:], found.items()):
+            boxes, class_ids, masks = [], [], []
+            for result in results:
+                keep = _kept(result, score_threshold)
+                if not len(keep):
+                    continue
+                found_masks = result.detections.masks
+                boxes += result.detections.boxes[keep].tolist()
+                class_ids += [phrases.index(result.phrase)] * len(keep)
+                masks += [None] * len(keep) if found_masks is None else list(found_masks[keep].numpy())
+            counts = {p: class_ids.count(k) for k, p in enumerate(phrases)}
+            legend = [f"{p} \u00d7{n}" for p, n in counts.items()]
+            _draw(ax, image, np.array(boxes).reshape(-1, 4), np.array(class_ids, dtype=int), masks, legend)
+            ax.set_xlabel(f"{label}: {len(boxes)} found, score >= {score_threshold:g}", fontsize=8)
+    return fig
+
+
+def _kept(result: QueryResult, score_threshold: float) -> np.ndarray:
+    """Indices of a query's detections that reach the threshold."""
+    return np.flatnonzero(result.detections.scores.cpu().numpy() >= score_threshold)
 
 
 def save_figure(fig: Figure, out_png: str | Path, dpi: int = 100) -> Path:

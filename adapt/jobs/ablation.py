@@ -31,10 +31,10 @@ COLUMNS = (
 
 
 def ablation(
-    domain: Literal["microscopy", "industrial"] = "microscopy",
+    domain: Literal["microscopy", "industrial"] = "industrial",
     out: str = "runs/ablation",
     shots: int = 10,
-    recipe: str = str(RECIPE),
+    recipe: str = RECIPE,
     base: str = "tiny",
     max_epochs: int | None = None,
     anchor_images: int = 1000,

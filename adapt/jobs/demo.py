@@ -3,34 +3,51 @@
 ``sam3-adapt demo`` generates the concept world (an anchor world the tiny base model was pretrained
 on, and target domains it has never seen), evaluates the base model, fits the ``tiny-10shot``
 recipe on 10 images of one target domain mixed with anchor data, evaluates again on the same
-held-out images, and prints the before/after table with the adapter's path.
+held-out images, and prints the before/after table with the adapter's path and a before/after
+picture.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
+from sam3_adapt.data_mix.readers.coco import read_coco
+from sam3_adapt.data_mix.samples import ConceptSample
 from sam3_adapt.data_mix.synthetic.concept_world import concept_tree_file, write_demo_worlds
 from sam3_adapt.fitting.lightning_cli import lightning_cli
 from sam3_adapt.fitting.recipe_files import recipe_path
+from sam3_adapt.inference.loop import QueryResult, predict_samples
+from sam3_adapt.inference.overlay import comparison_figure, save_figure
 from sam3_adapt.model.persistence import save_trained
 from sam3_adapt.training.task import ConceptSegmentationTask
 
-RECIPE = recipe_path("tiny-10shot")
+RECIPE = "tiny-10shot"
 HEADLINE = ("segm/AP", "bbox/AP", "cgF1")
+#: Held-out target images drawn in the before/after picture.
+PICTURE_IMAGES = 3
 
 
 def evaluate_sets(
     task: ConceptSegmentationTask, sets: dict[str, tuple[str, str]], image_size: int
 ) -> dict[str, dict[str, float]]:
-    """Validation metrics of ``task`` on each named COCO set ``{name: (json, image_dir)}``."""
+    """Validation metrics of ``task`` on each named COCO set ``{name: (json, image_dir)}``.
+
+    Runs on a GPU when there is one (Lightning's ``auto``), on the CPU otherwise.
+    """
     trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),
     )
     results = {}
     for name, (json_path, image_dir) in sets.items():
@@ -52,7 +69,7 @@ def demo(
     shots: int = 10,
     anchor_mix: bool = True,
     target_negatives: bool = True,
-    recipe: str = str(RECIPE),
+    recipe: str = RECIPE,
     base: str | None = None,
     max_epochs: int | None = None,
     anchor_images: int = 1000,
@@ -61,9 +78,14 @@ def demo(
 ) -> dict[str, Any]:
     """Adapt the built-in tiny SAM 3 to a target domain of the concept world and show what changed.
 
+    Writes into ``out``: ``world/`` (the generated data), ``fit/checkpoints/`` (``last.ckpt``, as
+    the recipe checkpoints), ``adapter/`` (the trained LoRA adapter), ``before_after.png`` (held-out
+    target images: the truth, the base model, the adapted model) and ``results.json`` (the figures).
+    Killed mid-fit, the same command resumes from ``fit/checkpoints/last.ckpt``.
+
     Args:
         domain: Target domain of the concept world.
-        out: Output folder (world, logs, adapter, ``results.json``).
+        out: Output folder.
         shots: Labelled target-domain images to train on.
         anchor_mix: Mix anchor-world images into training at the recipe's ``data.anchor_ratio``
             (``tiny-10shot``: two per target image), which keeps what the base knew.
@@ -71,7 +93,8 @@ def demo(
             ("dividing cell" where only round cells are; "rust spot" where only scratches are, from
             the domain's ``concept_tree.yaml``) marked hard so that caps keep them; ``False``
             trains on the target's positive phrases only (anchor images keep their negatives).
-        recipe: Recipe YAML whose model, data and trainer settings the fit uses.
+        recipe: Recipe (a shipped recipe's name or a YAML file) whose model, data and trainer
+            settings the fit uses.
         base: Base model instead of the recipe's ``model.checkpoint``.
         max_epochs: Training epochs instead of the recipe's ``trainer.max_epochs``.
         anchor_images: Anchor-world images available for mixing.
@@ -94,7 +117,7 @@ def demo(
     held_out = {"target": world[f"{domain}/val"], "anchor": world["anchor/val"]}
     args = [
         "--config",
-        recipe,
+        str(recipe_path(recipe)),
         f"--seed_everything={seed}",
         f"--data.image_dir={train_dir}",
         f"--trainer.default_root_dir={root / 'fit'}",
@@ -115,11 +138,26 @@ def demo(
         anchor_json, anchor_dir = world["anchor/train"]
         args += [f"--data.anchor_json={anchor_json}", f"--data.anchor_image_dir={anchor_dir}"]
     cli = lightning_cli(args, run=False)
-    image_size = cli.datamodule.hparams.image_size
-    before = evaluate_sets(cli.model, held_out, image_size)
-    cli.trainer.fit(cli.model, cli.datamodule)
-    after = evaluate_sets(cli.model, held_out, image_size)
-    adapter, _ = save_trained(cli.model.segmenter.network, root, str(cli.model.hparams.checkpoint))
+    task, image_size = cli.model, cli.datamodule.hparams.image_size
+    resume = _resumable_checkpoint(root, args)
+    before_file = root / "fit" / "before.json"
+    pictured = read_coco(*held_out["target"])[:PICTURE_IMAGES]
+    threshold = float(task.hparams.score_threshold)
+    if resume is not None and before_file.is_file():
+        before = json.loads(before_file.read_text())
+        print(f"resuming the fit from {resume} (the base model's figures from {before_file})")
+    else:
+        before = evaluate_sets(task, held_out, image_size)
+        before_file.parent.mkdir(parents=True, exist_ok=True)
+        before_file.write_text(json.dumps(before, indent=2) + "\n")
+    base_found = _predict(task, pictured, image_size, threshold)
+    cli.trainer.fit(task, cli.datamodule, ckpt_path=resume)
+    after = evaluate_sets(task, held_out, image_size)
+    adapter, _ = save_trained(task.segmenter.network, root, str(task.hparams.checkpoint))
+    picture = comparison_figure(
+        pictured, {"before": base_found, "after": _predict(task, pictured, image_size, threshold)}, threshold
+    )
+    picture.suptitle(f"{shots}-shot adaptation of the tiny SAM 3 to '{domain}' (held-out images)", fontsize=9)
 
     results = {
         "domain": domain,
@@ -127,13 +165,43 @@ def demo(
         "anchor_mix": anchor_mix,
         "anchor_ratio": float(cli.datamodule.hparams.anchor_ratio) if anchor_mix else 0.0,
         "target_negatives": target_negatives,
+        "steps": int(cli.trainer.global_step),
         "before": before,
         "after": after,
     }
     results["adapter"] = str(adapter)
+    results["picture"] = str(save_figure(picture, root / "before_after.png", dpi=80))
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     return results
+
+
+def _predict(
+    task: ConceptSegmentationTask, samples: list[ConceptSample], image_size: int, threshold: float
+) -> list[QueryResult]:
+    """The task's detections on ``samples`` (for the picture), leaving the task in training mode."""
+    found = list(predict_samples(task.segmenter, samples, image_size=image_size, min_score=threshold))
+    task.segmenter.train()
+    return found
+
+
+def _resumable_checkpoint(root: Path, args: list[str]) -> str | None:
+    """``last.ckpt`` of an interrupted demo run with the same settings, or ``None`` (a fresh fit).
+
+    The settings (the fit's arguments) are written beside the checkpoints; a checkpoint left by a run
+    with other settings is not resumed, and removed so that it cannot be mistaken for this run's.
+    """
+    folder = root / "fit"
+    settings = folder / "settings.json"
+    last = folder / "checkpoints" / "last.ckpt"
+    same = settings.is_file() and json.loads(settings.read_text()) == args
+    if last.is_file() and same:
+        return str(last)
+    if (folder / "checkpoints").is_dir():
+        shutil.rmtree(folder / "checkpoints")
+    folder.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps(args, indent=1) + "\n")
+    return None
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -161,4 +229,6 @@ def format_table(results: dict[str, Any]) -> str:
         "",
         f"adapter: {results['adapter']}  (load it: load_sam3('tiny', adapter='{results['adapter']}'))",
     ]
+    if "picture" in results:
+        lines.append(f"before/after picture: {results['picture']}")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ class ConceptSegmentationTask(LightningModule):
 
     Args:
         checkpoint: Base SAM 3: hub id (``facebook/sam3``), local HF-format folder, or a built-in
-            short name (``tiny``, ``tiny-random``).
+            short name (``tiny``, ``tiny-random``). Required: there is no default model.
         adapter: Optional PEFT adapter (hub id or folder) to start from instead of a fresh LoRA.
         adaptation: ``lora`` trains low-rank adapters only (``lora`` settings); ``full`` trains every
             weight except the components in ``freeze``.
@@ -51,7 +51,8 @@ class ConceptSegmentationTask(LightningModule):
         layer_decay: Layer-wise learning-rate decay over the ViT blocks.
         warmup_steps: Linear warm-up steps of the learning-rate schedule.
         schedule: ``inverse_sqrt`` (the SAM 3 fine-tuning recipe) or ``cosine`` (decays to 5% of the
-            base rates at the trainer's last step; used to pretrain from scratch).
+            base rates at the trainer's last step; keeps the rate up through a short run, so
+            ``tiny-10shot`` and ``pretrain-tiny`` use it).
         mask_loss: Train masks (focal + dice). ``false`` for box-only data switches all mask terms off;
             instances without masks never get a mask loss either way.
         pos_weight: Weight of matched predictions in the IA-BCE classification loss (10 RF100-VL, 5 ODinW).
@@ -76,7 +77,7 @@ class ConceptSegmentationTask(LightningModule):
 
     def __init__(
         self,
-        checkpoint: str = "facebook/sam3",
+        checkpoint: str,
         adapter: str | None = None,
         adaptation: Literal["lora", "full"] = "lora",
         lora: LoraSettings | dict[str, Any] | None = None,

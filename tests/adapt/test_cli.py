@@ -142,6 +142,12 @@ def test_ckpt_path_last_resumes_the_interrupted_run_of_the_recipe(shapes, tmp_pa
     assert torch.load(resumed, weights_only=False)["global_step"] == 4
 
 
-def test_export_of_a_missing_checkpoint_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
+def test_export_of_a_missing_checkpoint_names_it_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         main(["export", f"--ckpt_path={tmp_path / 'nothing.ckpt'}", f"--out={tmp_path / 'out'}"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sam3-adapt export: error: no checkpoint at") and "nothing.ckpt" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(FileNotFoundError, match="nothing.ckpt"):  # --debug: the exception itself
+        main(["export", f"--ckpt_path={tmp_path / 'nothing.ckpt'}", f"--out={tmp_path / 'out'}", "--debug"])

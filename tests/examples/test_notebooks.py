@@ -13,7 +13,7 @@ IDS = [path.stem for path in NOTEBOOKS]
 
 
 def test_the_examples_are_there():
-    assert {"medical_10shot", "industrial_box_only"} <= set(IDS)
+    assert {"microscopy_10shot", "industrial_box_only"} <= set(IDS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sam3_adapt.fitting.recipe_files import recipe_names, recipe_path, recipes_folder
+from sam3_adapt.fitting.recipe_files import recipe_names, recipe_path, recipes, recipes_folder
 
 ROOT = Path(__file__).parents[3]
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -35,3 +35,15 @@ def test_a_users_own_file_wins_and_a_recipes_path_falls_back_to_the_shipped_one(
     assert recipe_path("recipes/tiny-cpu.yaml") == Path("recipes/tiny-cpu.yaml")
     with pytest.raises(FileNotFoundError):
         recipe_path("elsewhere/tiny-cpu.yaml")
+
+
+def test_the_recipes_verb_lists_them_and_copies_one_out_without_overwriting(tmp_path, capsys):
+    assert recipes() == recipe_names()
+    listing = capsys.readouterr().out
+    assert all(line.split()[0] in recipe_names() for line in listing.splitlines())
+    [written] = recipes(copy="tiny-cpu", out=str(tmp_path / "mine.yaml"))
+    assert Path(written).read_text() == (recipes_folder() / "tiny-cpu.yaml").read_text()
+    with pytest.raises(FileExistsError, match="mine.yaml exists"):
+        recipes(copy="tiny-cpu", out=written)
+    with pytest.raises(FileNotFoundError, match="no shipped recipe 'nope'"):
+        recipes(copy="nope")

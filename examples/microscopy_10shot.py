@@ -51,7 +51,7 @@ RECIPE = "tiny-10shot"  # "lora-10shot" for facebook/sam3; any recipes/*.yaml na
 OVERRIDES = {  # recipe keys set for this run; {} trains with the recipe as it is
     "trainer.max_epochs": 3,  # a quick CPU run; the recipe trains longer
 }
-WORK = Path("runs/medical_10shot")
+WORK = Path("runs/microscopy_10shot")
 
 # %% [markdown]
 # ## The data
