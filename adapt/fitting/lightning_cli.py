@@ -93,6 +93,9 @@ def lightning_cli(
     Returns:
         The CLI object, with ``model``, ``datamodule`` and ``trainer``.
     """
+    # Lightning's CLI calls jsonargparse APIs that jsonargparse 4.49 deprecates: notices about
+    # Lightning's code that would reach every user of `sam3-adapt fit`. A user's own setting wins.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     with warnings.catch_warnings():
         # Lightning warns that sys.argv is ignored when args are given, which is the point here.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
 from sam3_adapt.data_mix.synthetic.concept_world import write_world
@@ -141,6 +142,7 @@ def pretrain_tiny(
         check_val_every_n_epoch=None,
         gradient_clip_val=1.0,
         default_root_dir=str(work),
+        logger=CSVLogger(str(work)),
         log_every_n_steps=25,
         num_sanity_val_steps=0,
         callbacks=[ModelCheckpoint(save_last=True)],  # last.ckpt, for `--ckpt_path last`
