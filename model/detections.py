@@ -78,6 +78,10 @@ def detections_per_query(
     return results
 
 
+#: Largest float intermediate (bytes) for which `paste_masks` resizes all masks at once.
+DENSE_BYTES = 16 * 2**20
+
+
 class CroppedMasks:
     """Boolean masks ``(K, H, W)`` of one image, each kept as the window around its True pixels.
 
@@ -145,10 +149,11 @@ def paste_masks(logits: torch.Tensor, height: int, width: int) -> CroppedMasks:
     """Resize mask logits bilinearly (``align_corners=False``) to ``height x width`` and threshold at 0.
 
     The result is that of ``F.interpolate(logits[None], (height, width), mode="bilinear") > 0``,
-    without its ``(K, H, W)`` float intermediate or a dense boolean result: each mask is computed
-    alone, only over the output rows and columns whose source neighbours include a positive logit
-    (elsewhere a blend of non-positive logits cannot be positive), and kept as the window around
-    its True pixels.
+    which is how it is computed when its float intermediate takes at most `DENSE_BYTES`. Above
+    that, there is neither the ``(K, H, W)`` float intermediate nor a dense boolean result: each
+    mask is computed alone, only over the output rows and columns whose source neighbours include
+    a positive logit (elsewhere a blend of non-positive logits cannot be positive), and kept as
+    the window around its True pixels.
 
     Args:
         logits: ``(K, h, w)`` mask logits at the network's resolution.
@@ -159,6 +164,10 @@ def paste_masks(logits: torch.Tensor, height: int, width: int) -> CroppedMasks:
         The ``K`` masks.
     """
     logits = logits.float()
+    if 0 < len(logits) * height * width * 4 <= DENSE_BYTES:
+        # Small images: one resize of all masks is cheaper than a loop of small tensor operations.
+        dense = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0] > 0
+        return CroppedMasks(list(dense), [(0, 0)] * len(dense), (height, width))
     crops: list[torch.Tensor] = []
     offsets: list[tuple[int, int]] = []
     rows = _source_taps(logits.shape[1], height, logits.device)
