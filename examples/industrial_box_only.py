@@ -126,7 +126,9 @@ def headline(summary: dict) -> dict:
 
 
 base = sam3_adapt.load(BASE, masks=False)
-before = headline(base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False))
+before = headline(
+    base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False, overwrite=True)
+)
 
 # %% [markdown]
 # ## Adapt with LoRA on boxes, with hard negatives and anchor data
@@ -151,7 +153,7 @@ result = sam3_adapt.finetune(
 print({name: round(value, 4) for name, value in result.metrics.items()})
 
 # %%
-after = headline(result.evaluate(out=WORK / "eval-adapted", pictures=2, progress=False))
+after = headline(result.evaluate(out=WORK / "eval-adapted", pictures=2, progress=False, overwrite=True))
 print(f"{'metric':<18}{'before':>10}{'after':>10}")
 for name in before:
     print(f"{name:<18}{before[name]:>10.3f}{after[name]:>10.3f}")

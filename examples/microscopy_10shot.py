@@ -89,7 +89,9 @@ for sample in samples[:3]:
 
 # %%
 base = sam3_adapt.load(BASE)
-before = base.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False)
+before = base.evaluate(
+    VAL_JSON, VAL_IMAGES, out=WORK / "eval-base", pictures=2, progress=False, overwrite=True
+)
 
 # %% [markdown]
 # ## Adapt with LoRA, mixed with anchor data
@@ -116,7 +118,9 @@ print({name: round(value, 4) for name, value in result.metrics.items()})
 # ## Evaluate again, with pictures
 
 # %%
-after = result.evaluate(VAL_JSON, VAL_IMAGES, out=WORK / "eval-adapted", pictures=2, progress=False)
+after = result.evaluate(
+    VAL_JSON, VAL_IMAGES, out=WORK / "eval-adapted", pictures=2, progress=False, overwrite=True
+)
 print(f"{'metric':<10}{'before':>10}{'after':>10}")
 for name in ("segm/AP", "bbox/AP", "cgF1", "IL_MCC"):
     print(f"{name:<10}{before['model']['metrics'][name]:>10.3f}{after['model']['metrics'][name]:>10.3f}")

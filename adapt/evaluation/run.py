@@ -21,6 +21,7 @@ from sam3_adapt.evaluation.data import as_list, read_eval_set
 from sam3_adapt.evaluation.pairs import PairTable
 from sam3_adapt.evaluation.pictures import pairs_figure, select_pairs
 from sam3_adapt.evaluation.report import write_report
+from sam3_adapt.fitting.out_folder import OutFolder
 from sam3_adapt.inference.loop import predict_samples
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
@@ -137,6 +138,7 @@ def evaluate(
     device: str | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a SAM 3 model (optionally adapted) on a labelled COCO set and write a report.
 
@@ -144,7 +146,10 @@ def evaluate(
     the others negative pairs. Writes into ``out``: ``metrics.json`` (headline metrics, counts,
     calibration sweep, breakdowns; with ``baseline`` also the base model's and the deltas),
     ``results.json`` (COCO results, masks as RLE; ``baseline_results.json`` for the base),
-    ``report.html`` (a single self-contained file) and the report's figures as PNG in ``figures/``.
+    ``report.html`` (a single self-contained file), the report's figures as PNG in ``figures/`` and
+    ``manifest.json`` (what wrote the folder, from which inputs, and every file's size and SHA-256).
+    The folder appears only when all of it is written (see `sam3_adapt.fitting.out_folder`): a run
+    that fails or is killed leaves ``out`` as it was.
 
     Args:
         data_json: Labelled set (COCO or SA-Co JSON, Hugging Face dataset folder or Hub name), or
@@ -153,7 +158,7 @@ def evaluate(
         model: Base SAM 3: hub id, local HF-format folder, or ``tiny`` / ``tiny-random``.
         adapter: PEFT adapter (hub id or folder) to put on ``model``; it must have been trained on it.
         baseline: Also evaluate ``model`` without the adapter and report both side by side with deltas.
-        out: Output folder.
+        out: Output folder; it must be new or empty unless ``overwrite`` is given.
         image_size: Network input side in pixels; default: the checkpoint's processor size.
         batch_size: Images per forward pass (each brings all of its phrases).
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
@@ -169,6 +174,7 @@ def evaluate(
         device: ``cuda``, ``cpu``, ...; default: CUDA when available.
         num_workers: DataLoader worker processes.
         progress: Show a progress bar.
+        overwrite: Replace the results already in ``out``.
 
     Returns:
         The content of ``metrics.json``.
@@ -176,6 +182,7 @@ def evaluate(
     Raises:
         ValueError: On a set without positive pairs, ``baseline`` without ``adapter``, an adapter
             trained on another base model, or a bad setting.
+        OutFolderError: If ``out`` is not empty (without ``overwrite``) or another run writes it.
     """
     if baseline and adapter is None:
         raise ValueError("baseline=True compares an adapted model with its base: also pass adapter")
@@ -183,57 +190,67 @@ def evaluate(
         raise ValueError(f"score_threshold must be in (0, 1], got {score_threshold}")
     if batch_size < 1 or max_detections < 1 or pictures < 0:
         raise ValueError("batch_size and max_detections must be positive and pictures non-negative")
-    coco = read_eval_set(data_json, image_dir, prompt_map)
-    if hard_negatives or sibling_negatives or concept_tree:
-        coco = add_negatives(
-            coco, explicit=hard_negatives, siblings=sibling_negatives, concept_tree=concept_tree
-        )
-    hard = hard_negative_pairs(coco)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    segmenter = load_segmenter(model, adapter, device=device)
-    for phrase, origin in coco.phrases.values():
-        segmenter.check_phrase(phrase, origin)
-    settings = {
-        "image_size": image_size or segmenter.image_size,
-        "batch_size": batch_size,
-        "score_threshold": score_threshold,
-        "max_detections": max_detections,
-        "num_workers": num_workers,
-        "progress": progress,
+    inputs = {
+        "data_json": data_json,
+        "image_dir": image_dir,
+        "model": model,
+        "adapter": adapter,
+        "baseline": baseline,
+        "hard_negatives": hard_negatives,
+        "concept_tree": concept_tree,
     }
-    # Local folders are named by their last component; hub ids and short names as given.
-    name = Path(model).name if Path(model).exists() else model
-    runs = {"model": (adapter, f"{name} + {Path(adapter).name}" if adapter else name, nullcontext())}
-    if baseline:
-        # The base model is the adapted one with its LoRA layers switched off: no second load.
-        runs["baseline"] = (None, f"{name} (base)", segmenter.network.disable_adapter())
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {}
-    figures = {}
-    for key, (run_adapter, label, adapters) in runs.items():
-        with adapters:
-            run = predict_set(coco, segmenter, label, **settings)
-        result, cocoeval = analyse(run, score_threshold, hard)
-        result.update(model=model, adapter=run_adapter)
-        results_file = root / ("results.json" if key == "model" else f"{key}_results.json")
-        result["results_file"] = str(write_coco_results(results_file, run.evaluator.results))
-        figures[key] = draw_figures(run, result, cocoeval, coco, root / "figures", key, pictures)
-        summary[key] = result
-    if baseline:
-        model_metrics, base_metrics = summary["model"]["metrics"], summary["baseline"]["metrics"]
-        summary["delta"] = {k: v - base_metrics[k] for k, v in model_metrics.items() if k in base_metrics}
-    summary["data"] = describe_set(coco, data_json)
-    summary["settings"] = {
-        "score_threshold": score_threshold,
-        "max_detections": max_detections,
-        "image_size": settings["image_size"],
-        "match_iou_type": run.evaluator.cgf1_iou_type,
-        "skipped": run.evaluator.skipped,
-    }
-    (root / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    report = write_report(root / "report.html", summary, figures)
-    print(headline_text(summary) + f"\nreport: {report}\nmetrics: {root / 'metrics.json'}")
+    with OutFolder(out, "evaluate", inputs, overwrite) as root:
+        coco = read_eval_set(data_json, image_dir, prompt_map)
+        if hard_negatives or sibling_negatives or concept_tree:
+            coco = add_negatives(
+                coco, explicit=hard_negatives, siblings=sibling_negatives, concept_tree=concept_tree
+            )
+        hard = hard_negative_pairs(coco)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        segmenter = load_segmenter(model, adapter, device=device)
+        for phrase, origin in coco.phrases.values():
+            segmenter.check_phrase(phrase, origin)
+        settings = {
+            "image_size": image_size or segmenter.image_size,
+            "batch_size": batch_size,
+            "score_threshold": score_threshold,
+            "max_detections": max_detections,
+            "num_workers": num_workers,
+            "progress": progress,
+        }
+        # Local folders are named by their last component; hub ids and short names as given.
+        name = Path(model).name if Path(model).exists() else model
+        runs = {"model": (adapter, f"{name} + {Path(adapter).name}" if adapter else name, nullcontext())}
+        if baseline:
+            # The base model is the adapted one with its LoRA layers switched off: no second load.
+            runs["baseline"] = (None, f"{name} (base)", segmenter.network.disable_adapter())
+        summary: dict[str, Any] = {}
+        figures = {}
+        for key, (run_adapter, label, adapters) in runs.items():
+            with adapters:
+                run = predict_set(coco, segmenter, label, **settings)
+            result, cocoeval = analyse(run, score_threshold, hard)
+            result.update(model=model, adapter=run_adapter)
+            results_file = root / ("results.json" if key == "model" else f"{key}_results.json")
+            write_coco_results(results_file, run.evaluator.results)
+            result["results_file"] = str(Path(out).absolute() / results_file.name)
+            figures[key] = draw_figures(run, result, cocoeval, coco, root / "figures", key, pictures)
+            summary[key] = result
+        if baseline:
+            model_metrics, base_metrics = summary["model"]["metrics"], summary["baseline"]["metrics"]
+            summary["delta"] = {k: v - base_metrics[k] for k, v in model_metrics.items() if k in base_metrics}
+        summary["data"] = describe_set(coco, data_json)
+        summary["settings"] = {
+            "score_threshold": score_threshold,
+            "max_detections": max_detections,
+            "image_size": settings["image_size"],
+            "match_iou_type": run.evaluator.cgf1_iou_type,
+            "skipped": run.evaluator.skipped,
+        }
+        (root / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_report(root / "report.html", summary, figures)
+    final = Path(out).absolute()
+    print(headline_text(summary) + f"\nreport: {final / 'report.html'}\nmetrics: {final / 'metrics.json'}")
     return summary
 
 

@@ -6,6 +6,7 @@ import csv
 import json
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,27 @@ class FinishedRun:
                 "paths are relative to the folder `sam3-adapt fit` ran in: publish from there"
             )
         return path
+
+
+def warn_if_stale(run: FinishedRun) -> None:
+    """Warn when the run logged steps after its checkpoint: the weights would not be the run's last.
+
+    The run's last step is the largest ``step`` in its ``metrics.csv``. An older checkpoint (a
+    periodic one, or a ``last.ckpt`` from before the final steps) is still exported when asked for,
+    but never silently.
+    """
+    if run.metrics_csv is None:
+        return
+    rows = read_metrics_csv(run.metrics_csv)
+    logged = max((int(row["step"]) for row in rows), default=0)
+    if logged > run.global_step:
+        warnings.warn(
+            f"{run.checkpoint} holds step {run.global_step}, but the run logged up to step {logged} "
+            f"({run.metrics_csv}): these are not the run's final weights. Give the run's newest checkpoint, "
+            "or resume the fit with --ckpt_path last to save them",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def newest_last_checkpoint(root: str | Path) -> Path | None:

@@ -94,7 +94,7 @@ def ablation(
 
 def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
     """Target and anchor figures of one model on the held-out images of ``world``."""
-    common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False}
+    common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False, "overwrite": True}
     target_json = world / domain / "val" / "annotations.json"
     tree = concept_tree_file(target_json)
     target = evaluate(

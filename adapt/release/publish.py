@@ -10,15 +10,17 @@ from typing import Literal
 import yaml
 
 from sam3_adapt.data_mix.readers.coco import load_prompt_map
+from sam3_adapt.fitting.out_folder import OutFolder
 from sam3_adapt.fitting.run_files import (
     FinishedRun,
     find_run,
     last_validation,
     load_metrics_json,
     read_metrics_csv,
+    warn_if_stale,
 )
 from sam3_adapt.model.loading import load_segmenter
-from sam3_adapt.release.export import export
+from sam3_adapt.release.export import write_export
 from sam3_adapt.release.figures import plot_predictions, plot_training_curves
 from sam3_adapt.release.model_card import CardFacts, base_license, build_model_card
 from sam3_adapt.release.upload import check_upload_args, upload_folder
@@ -37,6 +39,7 @@ def publish(
     dataset: str | None = None,
     metrics: str | None = None,
     num_samples: int = 4,
+    overwrite: bool = False,
 ) -> Path:
     """Turn a finished fit into a Hub-ready folder and, given a repo id, upload it to the Hugging Face Hub.
 
@@ -47,11 +50,15 @@ def publish(
     ``peft.PeftModel.from_pretrained``, or (merged) ``Sam3Model.from_pretrained``. The token comes from
     ``HF_TOKEN`` or ``hf auth login`` and is never printed or written.
 
+    The folder appears only when complete, with a ``manifest.json`` of its files that ``upload``
+    checks (see `sam3_adapt.fitting.out_folder`); a killed ``publish`` leaves ``out`` as it was. A
+    checkpoint older than the run's last logged step is published with a warning.
+
     Args:
         run: The run: its log folder (``<root>/lightning_logs/version_N``; ``<root>`` takes the latest
             version) or a ``.ckpt`` file.
         repo_id: Hub repo to upload to (``org/name``); ``None`` only writes the folder.
-        out: Folder to write (must be new or empty); default ``<run folder>/hub-<kind>``.
+        out: Folder to write (new or empty unless ``overwrite``); default ``<run folder>/hub-<kind>``.
         kind: ``adapter`` (LoRA weights, small; needs the base model) or ``merged`` (full weights).
         private: Create the Hub repo private (an existing repo keeps its visibility).
         revision: Branch to push to (created from ``main`` if missing); default ``main``.
@@ -63,6 +70,7 @@ def publish(
         metrics: JSON of evaluation results (e.g. written by ``sam3-adapt evaluate``); default the last
             validation in the run's ``metrics.csv``.
         num_samples: Validation images drawn with the model's masks.
+        overwrite: Replace what ``out`` holds.
 
     Returns:
         The published folder.
@@ -71,7 +79,7 @@ def publish(
         ValueError: If ``repo_id`` is malformed, the run trained no adapter and ``kind`` is
             ``adapter``, or ``create_pr`` is combined with ``revision``.
         FileNotFoundError: If the run has no checkpoint or the data it names is missing.
-        FileExistsError: If ``out`` exists and is not empty.
+        OutFolderError: If ``out`` is not empty (without ``overwrite``) or another run writes it.
         PublishError: If no token is found (checked before anything is written or sent) or the upload
             fails (the folder stays; the message gives the command that retries the upload).
     """
@@ -82,10 +90,12 @@ def publish(
             f"run {run!r} fine-tuned every weight (adaptation: full), so it has no adapter: use --kind merged"
         )
     licence = base_license(finished.model_hparams["checkpoint"], license)
+    warn_if_stale(finished)
     folder = Path(out) if out else finished.folder / f"hub-{kind}"
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} is not empty; choose another --out or remove it")
-    _write_folder(finished, folder, kind, repo_id, licence, dataset, metrics, num_samples)
+    inputs = {"run": run, "checkpoint": finished.checkpoint, "kind": kind, "metrics": metrics}
+    with OutFolder(folder, "publish", inputs, overwrite) as staging:
+        _write_folder(finished, staging, folder, kind, repo_id, licence, dataset, metrics, num_samples)
+    print(f"wrote {folder} (model card: {folder / 'README.md'})")
     if repo_id:
         message = commit_message or f"Add SAM 3 {kind} from sam3-adapt run {finished.folder.name}"
         upload_folder(folder, repo_id, token, private, revision, message, create_pr)
@@ -95,6 +105,7 @@ def publish(
 def _write_folder(
     run: FinishedRun,
     folder: Path,
+    final: Path,
     kind: Literal["adapter", "merged"],
     repo_id: str | None,
     licence: dict[str, str],
@@ -107,8 +118,11 @@ def _write_folder(
     # Every input is checked before the first file is written.
     train_json = run.data_file("train_json")
     sample_set = _sample_set(run) if num_samples > 0 else None
-    export(str(run.checkpoint), str(folder), merged=kind == "merged")
-    files = {"recipe.yaml": "the recipe of the run (`sam3-adapt fit --config recipe.yaml`)"}
+    write_export(run.checkpoint, folder, merged=kind == "merged")
+    files = {
+        "recipe.yaml": "the recipe of the run (`sam3-adapt fit --config recipe.yaml`)",
+        "manifest.json": "what wrote this folder, from which run, and each file's size and SHA-256",
+    }
     if run.config is not None:
         shutil.copyfile(run.config, folder / "recipe.yaml")
     else:  # fitted without the CLI: the constructor arguments are the recipe
@@ -135,10 +149,10 @@ def _write_folder(
         _plot_samples(run, folder, kind, base, sample_set, num_samples)
 
     facts = CardFacts(
-        name=repo_id.split("/")[-1] if repo_id else folder.name,
+        name=repo_id.split("/")[-1] if repo_id else final.absolute().name,
         kind=kind,
         base=base,
-        load_from=repo_id or str(folder),
+        load_from=repo_id or str(final),
         phrases=phrases,
         shots=shots,
         dataset=dataset or _dataset_name(train_json),
@@ -152,7 +166,6 @@ def _write_folder(
         files=files,
     )
     build_model_card(facts).save(folder / "README.md")
-    print(f"wrote {folder} (model card: {folder / 'README.md'})")
 
 
 def _metrics(run: FinishedRun, metrics: str | None) -> tuple[dict[str, float], str, str]:

@@ -8,6 +8,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from sam3_adapt.fitting.out_folder import check_complete
+
 
 class PublishError(RuntimeError):
     """Publishing stopped: no token to upload with, or the upload failed (the message says how to retry)."""
@@ -23,6 +25,10 @@ def upload(
 ) -> str:
     """Upload a published folder to a Hub model repo, creating the repo and the branch when missing.
 
+    The folder must be one ``publish`` finished: its ``manifest.json`` must list every file, unchanged
+    (sizes and SHA-256). A folder that a killed ``publish`` left, or that was edited since, is refused
+    before anything is sent.
+
     Args:
         folder: The folder ``publish`` wrote.
         repo_id: Hub repo (``org/name``).
@@ -36,9 +42,11 @@ def upload(
 
     Raises:
         ValueError: If ``repo_id`` is malformed or ``create_pr`` is combined with ``revision``.
+        OutFolderError: If ``folder`` is missing or is not a complete, unchanged ``publish`` folder.
         PublishError: If no token is found, or the upload fails (the folder is left as it is and the
             message gives the command that retries).
     """
+    check_complete(folder, "publish")
     token = check_upload_args(repo_id, revision, create_pr)
     return upload_folder(Path(folder), repo_id, token, private, revision, commit_message, create_pr)
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from tests.robustness.conftest import write_coco
+from tests.robustness.test_images import UNREADABLE
+from tests.robustness.test_labels import CASES as LABELS
 
 
 def _nan_polygon(coco, image_dir):
@@ -26,13 +29,28 @@ def _empty_image(coco, image_dir):
     (image_dir / "a.png").write_bytes(b"")
 
 
+def _label_case(mutate):
+    return lambda coco, image_dir: mutate(coco)
+
+
+def _image_case(damage):
+    return lambda coco, image_dir: damage(image_dir / "a.png")
+
+
+#: name -> (damage(coco, image_dir), regular expression the message must hold). The catalogue: every
+#: bad label of test_labels.py and unreadable image of test_images.py, now through the command line.
 CASES = {
-    "NaN polygon": (_nan_polygon, "annotation id 10 (image id 1, a.png): a polygon has a NaN"),
+    "NaN polygon": (_nan_polygon, re.escape("annotation id 10 (image id 1, a.png): a polygon has a NaN")),
     "file_name outside image_dir": (
         _escaping_path,
-        "image id 2 (../../b.png): file_name must be a path inside",
+        re.escape("image id 2 (../../b.png): file_name must be a path inside"),
     ),
-    "0-byte image": (_empty_image, "image id 1 (a.png): "),
+    "0-byte image": (_empty_image, re.escape("image id 1 (a.png): ")),
+    **{f"label: {name}": (_label_case(mutate), pattern) for name, (mutate, pattern) in LABELS.items()},
+    **{
+        f"image: {name}": (_image_case(damage), r"image id 1 \(a\.png\): .*a\.png: " + pattern)
+        for name, (damage, pattern) in UNREADABLE.items()
+    },
 }
 
 
@@ -50,12 +68,13 @@ def test_evaluate_refuses_bad_input_in_one_line(tmp_path, basic_coco, case):
         + ["--image_dir", str(image_dir), "--out", str(tmp_path / "out"), "--progress", "false"],
         capture_output=True,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "SAM3_ADAPT_DEBUG": "0"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "SAM3_ADAPT_DEBUG": "0", "SAM3_ADAPT_MAX_PIXELS": "1e6"},
         timeout=300,
     )
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
-    assert "ann.json" in last and expected in last, last
+    assert "ann.json" in last and re.search(expected, last), last
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert not (tmp_path / "out").exists()

@@ -22,12 +22,14 @@ from transformers import Sam3Model, Sam3Processor
 
 from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
 from sam3_adapt.fitting.lightning_cli import lightning_cli
+from sam3_adapt.fitting.out_folder import OutFolderError, check_complete
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_sam3, resolve_checkpoint
 from sam3_adapt.release.model_card import IMAGE_PLACEHOLDER
 from sam3_adapt.release.publish import publish
 from sam3_adapt.release.upload import PublishError, upload
 from tests.adapt.release.fake_hub import TOKEN, fake_hub
+from tests.robustness.test_run_folders import kill_when_writing
 
 # One real fit feeds every test here: an end-to-end file.
 pytestmark = pytest.mark.slow
@@ -228,12 +230,21 @@ def test_publish_uploaded_the_folder_and_it_loads_back_by_name(trained, tmp_path
         upload(str(folder), "org/cells-lora", revision="dev", commit_message="to dev")
         assert hub.files("org/cells-lora", "dev") == hub.files("org/cells-lora")
         assert repo.commits[repo.refs["dev"]].message == "to dev"
-        (tmp_path / "update").mkdir()
-        (tmp_path / "update" / "README.md").write_text(local["README.md"].decode() + "\nUpdated.\n")
-        url = upload(str(tmp_path / "update"), "org/cells-lora", create_pr=True, commit_message="proposal")
+        update = shutil.copytree(folder, tmp_path / "update")
+        (update / "README.md").write_text(local["README.md"].decode() + "\nUpdated.\n")
+        sent = len(hub.requests)
+        with pytest.raises(OutFolderError, match="README.md changed since it was written"):
+            upload(str(update), "org/cells-lora", create_pr=True)  # edited: not what publish wrote
+        with pytest.raises(OutFolderError, match="does not exist"):
+            upload(str(tmp_path / "no-such-folder"), "org/cells-lora")
+        assert len(hub.requests) == sent  # refused before anything was sent
+        publish(str(trained["run"]), out=str(update), overwrite=True, num_samples=0)
+        (update / "README.md").unlink()
+        with pytest.raises(OutFolderError, match="README.md is listed in manifest.json but missing"):
+            upload(str(update), "org/cells-lora", create_pr=True)
+        url = upload(str(folder), "org/cells-lora", create_pr=True, commit_message="proposal")
         assert url.endswith("/org/cells-lora/discussions/1")
-        assert hub.files("org/cells-lora", "refs/pr/1")["README.md"].endswith(b"Updated.\n")
-        assert hub.files("org/cells-lora")["README.md"] == local["README.md"]  # main is untouched
+        assert hub.files("org/cells-lora", "refs/pr/1") == hub.files("org/cells-lora")
 
     printed = capsys.readouterr()
     for text in (trained["printed"], printed.out, printed.err):
@@ -268,7 +279,7 @@ def test_bad_input_gives_one_clear_message(trained, tmp_path, monkeypatch):
         publish(str(tmp_path / "no-such-run"))
     with pytest.raises(ValueError, match="malformed Hub repo id 'org/cells lora'"):
         publish(str(trained["run"]), repo_id="org/cells lora", out=str(tmp_path / "a"))
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutFolderError, match="not empty"):
         publish(str(trained["run"]), out=str(trained["folder"]))
 
     with fake_hub(monkeypatch, tmp_path, token=None) as hub:
@@ -280,3 +291,19 @@ def test_bad_input_gives_one_clear_message(trained, tmp_path, monkeypatch):
     other_base = shutil.copytree(resolve_checkpoint("tiny-random"), tmp_path / "sam3-other")
     with pytest.raises(ValueError, match="trained on base model 'tiny-random'"):
         load_sam3(str(other_base), adapter=str(trained["folder"]))
+
+
+def test_a_killed_publish_leaves_no_folder_and_upload_refuses_what_it_left(trained, tmp_path, monkeypatch):
+    out = tmp_path / "pub"
+    command = [sys.executable, "-m", "sam3_adapt.cli", "publish", "--run", str(trained["run"])]
+    kill_when_writing([*command, "--out", str(out), "--num_samples", "1"], ".pub.partial-*", tmp_path)
+    assert not out.exists()
+    left = next(tmp_path.glob(".pub.partial-*"))  # what the killed run had written: no manifest
+    with fake_hub(monkeypatch, tmp_path) as hub:
+        with pytest.raises(OutFolderError, match="no readable manifest.json"):
+            upload(str(left), "org/half")
+        assert hub.requests == []
+    done = subprocess.run([*command, "--out", str(out), "--num_samples", "0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pub"]  # the leftovers are cleaned up
+    assert check_complete(out, "publish")["inputs"]["kind"] == "adapter"
