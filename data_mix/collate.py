@@ -40,7 +40,7 @@ class ConceptCollator:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.exemplar_prob = exemplar_prob
         self.visual_only_prob = visual_only_prob
-        self._rng = WorkerAwareRng(seed)
+        self.rng = WorkerAwareRng(seed)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> ConceptBatch:
         """Collate `ConceptDataset` items into the batch contract above."""
@@ -56,7 +56,7 @@ class ConceptCollator:
         }
         image_index, category_ids = [], []
         sample_exemplars = self.exemplar_prob > 0
-        rng = self._rng.get() if sample_exemplars else None
+        rng = self.rng.get() if sample_exemplars else None
         for b, item in enumerate(items):
             for phrase, cat_id, boxes, masks, has_mask in zip(
                 item["phrases"],

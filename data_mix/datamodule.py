@@ -17,6 +17,7 @@ from sam3_adapt.data_mix.mixing import WeightedMixSampler
 from sam3_adapt.data_mix.negatives.add import add_negatives
 from sam3_adapt.data_mix.readers.coco import CocoSet
 from sam3_adapt.data_mix.readers.sources import MixSource, Source
+from sam3_adapt.data_mix.resumable import ResumableLoader
 from sam3_adapt.data_mix.transforms import eval_transform, train_transform
 
 #: Key prefix of the named training sources in `ConceptDataModule.files`.
@@ -47,7 +48,9 @@ class ConceptDataModule(L.LightningDataModule):
     ``augment`` is False; validation and predict sets are resized to ``image_size`` without padding,
     so their normalised outputs map back to original pixels by multiplying by width and height.
     Without ``val_json`` there is no validation loader and ``Trainer.fit`` skips validation.
-    Loaders are deterministic given ``seed`` (and ``num_workers``).
+    Loaders are deterministic given ``seed`` (and ``num_workers``), and the training loader is a
+    `sam3_adapt.data_mix.resumable.ResumableLoader`: a run resumed from a checkpoint, even one
+    written mid-epoch, sees exactly the batches the uninterrupted run would have seen.
 
     Args:
         train_json: Training set (a path, Hub name or `Source`); ``None`` when only validating or
@@ -286,7 +289,7 @@ class ConceptDataModule(L.LightningDataModule):
         shuffle: bool = False,
         sampler: WeightedMixSampler | None = None,
     ) -> DataLoader:
-        return DataLoader(
+        return ResumableLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
@@ -294,7 +297,13 @@ class ConceptDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             collate_fn=collate,
             generator=torch.Generator().manual_seed(self.hparams.seed),
+            progress=self._fit_progress,
         )
+
+    def _fit_progress(self) -> tuple[int, int]:
+        """Batches the trainer has finished in the current epoch, and the batches of an epoch."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, int(trainer.num_training_batches)
 
     def gt_coco(self, split: Literal["train", "val", "test", "predict"]) -> dict[str, Any] | None:
         """Ground truth of a split in original image coordinates (see `CocoSet.gt`); ``None`` if unset."""

@@ -73,14 +73,14 @@ class ConceptDataset(Dataset):
         self.max_queries_per_image = max_queries_per_image
         self.max_negatives_per_image = max_negatives_per_image
         self.negatives_per_positive = negatives_per_positive
-        self._rng = WorkerAwareRng(seed)
+        self.rng = WorkerAwareRng(seed)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        rng = self._rng.get()
+        rng = self.rng.get()
         queries = self._select(sample.queries, rng)
         image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}")
 

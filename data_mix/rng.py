@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from torch.utils.data import get_worker_info
 
@@ -30,3 +32,13 @@ class WorkerAwareRng:
             self._worker_seed = info.seed
             self._rng = np.random.default_rng([self.seed, info.seed])
         return self._rng
+
+    def state_dict(self) -> dict[str, Any]:
+        """The main process's stream position (what a resumed run needs to draw the same again)."""
+        return {"bit_generator": self._rng.bit_generator.state, "worker_seed": self._worker_seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream from a `state_dict`."""
+        self._rng = np.random.default_rng(self.seed)
+        self._rng.bit_generator.state = state["bit_generator"]
+        self._worker_seed = state["worker_seed"]

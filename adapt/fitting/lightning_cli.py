@@ -6,6 +6,7 @@ their run here, so a recipe means the same thing everywhere.
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import warnings
@@ -18,8 +19,14 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
+from sam3_adapt.fitting.exact_resume import ExactResume
 from sam3_adapt.fitting.progress import LineProgress
-from sam3_adapt.fitting.run_files import load_checkpoint, newest_last_checkpoint
+from sam3_adapt.fitting.run_files import (
+    load_checkpoint,
+    newest_last_checkpoint,
+    trim_metrics_csv,
+    version_folder,
+)
 from sam3_adapt.training.task import ConceptSegmentationTask
 
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.14 deprecates, once per loop: the
@@ -28,13 +35,21 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 
 
 class ConceptCLI(LightningCLI):
-    """LightningCLI whose ``--ckpt_path last`` finds the checkpoint of the interrupted run.
+    """LightningCLI whose resumed fits continue exactly, in the run folder they were stopped in.
 
-    Lightning resolves ``last`` in the checkpoint folder of the run it is starting, a new
-    ``version_N`` folder, so an interrupted fit would silently start again from scratch. Here
-    ``last`` becomes the newest ``last.ckpt`` under ``trainer.default_root_dir`` (see
-    `sam3_adapt.fitting.run_files.newest_last_checkpoint`), and a warning says so when there is none.
+    - ``--ckpt_path last`` finds the checkpoint of the interrupted run. Lightning resolves ``last``
+      in the checkpoint folder of the run it is starting, a new ``version_N`` folder, so an
+      interrupted fit would silently start again from scratch. Here ``last`` becomes the newest
+      ``last.ckpt`` under ``trainer.default_root_dir`` (see
+      `sam3_adapt.fitting.run_files.newest_last_checkpoint`), and a warning says so when there is none.
+    - A fit resumed from a checkpoint of ``<logs>/version_N`` logs into that same folder (a CSV or
+      TensorBoard logger's ``version``), and the rows its ``metrics.csv`` holds past the checkpoint's
+      step are dropped first: they will be logged again, so no step appears twice.
+    - Every trainer gets `sam3_adapt.fitting.exact_resume.ExactResume` (random streams in the
+      checkpoint, logs flushed with it, the final step always saved).
     """
+
+    _resume_version: Path | None = None
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse the command line, then refuse a ``ckpt_path`` file that cannot be loaded without code.
@@ -54,7 +69,10 @@ class ConceptCLI(LightningCLI):
         That file is checked as `parse_arguments` checks a given one.
         """
         config = self.config.get(self.subcommand) if self.subcommand else None
-        if config is None or config.get("ckpt_path") != "last":
+        if config is None or not config.get("ckpt_path"):
+            return
+        if config.get("ckpt_path") != "last":
+            self._resume_in_version(config, Path(config["ckpt_path"]))
             return
         root = config.get("trainer.default_root_dir") or "."
         found = newest_last_checkpoint(root)
@@ -64,6 +82,21 @@ class ConceptCLI(LightningCLI):
         rank_zero_info(f"--ckpt_path last: resuming from {found}")
         load_checkpoint(found)
         config["ckpt_path"] = str(found)
+        self._resume_in_version(config, found)
+
+    def _resume_in_version(self, config: Any, checkpoint: Path) -> None:
+        """Log a resumed fit into the ``version_N`` folder of its checkpoint, without repeated steps."""
+        folder = version_folder(checkpoint)
+        if self.subcommand != "fit" or folder is None:
+            return
+        self._resume_version = folder
+        logger = config.get("trainer.logger")
+        if getattr(logger, "class_path", "").endswith(("CSVLogger", "TensorBoardLogger")):
+            if logger.init_args.get("version") is None:
+                logger.init_args["version"] = folder.name
+        trim_metrics_csv(folder / "metrics.csv", int(load_checkpoint(checkpoint).get("global_step", 0)))
+        # The folder is reused on purpose; Lightning's CSV logger appends to its metrics.csv.
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer: a CSV logger by default, and line progress when stdout is not a terminal."""
@@ -71,11 +104,37 @@ class ConceptCLI(LightningCLI):
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         if config.get("logger") in (None, True):
             # Lightning's own default when TensorBoard is absent, said explicitly: it would warn each run.
-            config["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or os.getcwd())
+            root = config.get("default_root_dir") or os.getcwd()
+            resumed = self._resume_version
+            if resumed is not None and Path(root).absolute() == resumed.parent.parent.absolute():
+                config["logger"] = CSVLogger(save_dir=root, name=resumed.parent.name, version=resumed.name)
+            else:
+                config["logger"] = CSVLogger(save_dir=root)
+        callbacks.append(ExactResume())
         if not sys.stdout.isatty() and config.get("enable_progress_bar") is not False:
             config["enable_progress_bar"] = False
             callbacks.append(LineProgress())
-        return self._instantiate_trainer(config, callbacks)
+        trainer = self._instantiate_trainer(config, callbacks)
+        if self._resume_version is not None:
+            self._keep_earlier_rows(trainer, self._resume_version)
+        return trainer
+
+    def _keep_earlier_rows(self, trainer: Trainer, folder: Path) -> None:
+        """Put back the rows before the checkpoint that Lightning's CSV logger deletes on opening a folder."""
+        metrics_csv = folder / "metrics.csv"
+        if not metrics_csv.is_file():
+            return
+        with open(metrics_csv, newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields, rows = list(reader.fieldnames or []), list(reader)
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger) and Path(logger.log_dir).absolute() == folder.absolute():
+                writer = logger.experiment  # opening it deletes metrics.csv
+                with open(metrics_csv, "w", newline="") as handle:
+                    table = csv.DictWriter(handle, fieldnames=fields)
+                    table.writeheader()
+                    table.writerows(rows)
+                writer.metrics_keys = sorted(fields)
 
 
 def lightning_cli(

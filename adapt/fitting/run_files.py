@@ -62,14 +62,15 @@ class FinishedRun:
 def warn_if_stale(run: FinishedRun) -> None:
     """Warn when the run logged steps after its checkpoint: the weights would not be the run's last.
 
-    The run's last step is the largest ``step`` in its ``metrics.csv``. An older checkpoint (a
-    periodic one, or a ``last.ckpt`` from before the final steps) is still exported when asked for,
-    but never silently.
+    The run's last step is read from its ``metrics.csv``: a training row of ``step`` s is logged by
+    optimizer step s + 1. An older checkpoint (a periodic one, or a ``last.ckpt`` from before the
+    final steps) is still exported when asked for, but never silently.
     """
     if run.metrics_csv is None:
         return
     rows = read_metrics_csv(run.metrics_csv)
-    logged = max((int(row["step"]) for row in rows), default=0)
+    trained = [int(row["step"]) + 1 for row in rows if any(key.startswith("train/") for key in row)]
+    logged = max(trained, default=0)
     if logged > run.global_step:
         warnings.warn(
             f"{run.checkpoint} holds step {run.global_step}, but the run logged up to step {logged} "
@@ -78,6 +79,40 @@ def warn_if_stale(run: FinishedRun) -> None:
             UserWarning,
             stacklevel=2,
         )
+
+
+def version_folder(checkpoint: str | Path) -> Path | None:
+    """The logger folder (``<root>/<name>/version_N``) a checkpoint of ``<...>/checkpoints/`` belongs to."""
+    folder = Path(checkpoint).parent.parent
+    if Path(checkpoint).parent.name != "checkpoints" or not re.fullmatch(r"version_\d+", folder.name):
+        return None
+    return folder
+
+
+def trim_metrics_csv(metrics_csv: Path, step: int) -> int:
+    """Drop the rows a resumed run will log again: those of ``step`` and later.
+
+    Args:
+        metrics_csv: A CSV logger's ``metrics.csv`` (nothing happens if it does not exist).
+        step: The global step of the checkpoint the run resumes from.
+
+    Returns:
+        The number of rows dropped.
+    """
+    if not metrics_csv.is_file():
+        return 0
+    with open(metrics_csv, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < step]
+    if len(kept) < len(rows) and fields:
+        partial = metrics_csv.with_suffix(".csv.partial")
+        with open(partial, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        partial.replace(metrics_csv)
+    return len(rows) - len(kept)
 
 
 def newest_last_checkpoint(root: str | Path) -> Path | None:
