@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+from filelock import FileLock
+from optuna.exceptions import ExperimentalWarning
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
@@ -16,6 +21,7 @@ from sam3_adapt.tune.folds import write_folds
 from sam3_adapt.tune.pruning import PruningSettings
 from sam3_adapt.tune.recipe import check_space, load_recipe, lookup, with_values, write_recipe
 from sam3_adapt.tune.report import write_summary
+from sam3_adapt.tune.sampler import TrialSeededTPESampler
 from sam3_adapt.tune.space import SearchSpace
 from sam3_adapt.tune.trial import TrialObjective
 
@@ -23,9 +29,6 @@ logger = logging.getLogger(__name__)
 
 #: Trial states that use up the trial budget.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-#: Seconds between a running trial's heartbeats; a trial silent for twice as long (its process was
-#: killed) is marked failed when a worker next starts a trial.
-HEARTBEAT_S = 60
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def tune(
     folds: int = 1,
     seed: int = 0,
     pruning: PruningSettings | None = None,
+    heartbeat_s: int = 60,
 ) -> TuneResult:
     """Search a recipe's settings with Optuna and write the best one as a ready recipe.
 
@@ -70,8 +74,10 @@ def tune(
     ``sam3-adapt fit`` would; trials whose validation metric falls below the median of earlier
     trials at the same epoch are pruned, and trials whose loss diverges are pruned at once. The
     study lives in a database, so a killed run resumes where it stopped and several processes can
-    work on one study. Give these arguments in a YAML file with ``--config`` (see
-    ``recipes/tune/tiny-10shot.yaml``).
+    work on one study: each trial draws from ``seed`` + its number (no two workers try the same
+    values), ``n_trials`` counts the trials of every worker (a worker that would go past it stops),
+    and a trial whose process died is marked failed once its heartbeat is ``2 * heartbeat_s`` old.
+    Give these arguments in a YAML file with ``--config`` (see ``recipes/tune/tiny-10shot.yaml``).
 
     Args:
         recipe: Base recipe YAML (a ``sam3-adapt fit`` config).
@@ -82,9 +88,9 @@ def tune(
             ``{"data.train_json": "my/train.json", "data.image_dir": "my/images"}``.
         out: Study folder: ``study.db`` (default storage), ``trials/<n>/`` (each trial's recipe and
             logs), ``folds/``, ``best-recipe.yaml``, ``summary.md`` and the plots.
-        n_trials: Finished (completed or pruned) trials the study should have; a resumed study runs
-            only the missing ones. Failed trials are recorded but do not count, so a run that meets
-            some ends short of ``n_trials``; run it again to fill up.
+        n_trials: Finished (completed or pruned) trials the study should have, over all workers; a
+            resumed study runs only the missing ones. Failed trials are recorded but do not count,
+            so a run that meets some ends short of ``n_trials``; run it again to fill up.
         timeout: Seconds after which this process starts no new trial; ``None`` for no limit.
         storage: Optuna storage URL (``sqlite:///...``, ``postgresql://...``); default
             ``sqlite:///<out>/study.db``.
@@ -95,9 +101,12 @@ def tune(
         folds: 1 validates on the recipe's ``data.val_json``; k >= 2 splits the images of
             ``data.train_json`` into k folds, trains on k-1 and validates on the last, and averages
             the k values, so no image both trains and judges a trial.
-        seed: Seed of the sampler (offset by the trials already in the study, so a resumed run does
-            not repeat the first samples); give parallel workers different seeds.
+        seed: Seed of the sampler: trial ``n`` draws from ``seed + n`` (see
+            `sam3_adapt.tune.sampler.TrialSeededTPESampler`), so workers and resumed runs never
+            repeat a draw.
         pruning: Validation interval and pruning settings.
+        heartbeat_s: Seconds between a running trial's heartbeats in the storage; a trial silent for
+            twice as long (its process was killed) is marked failed.
 
     Returns:
         The best recipe, the summary and the best trial's value and parameters.
@@ -122,34 +131,49 @@ def tune(
 
     storage_url = storage or f"sqlite:///{(root / 'study.db').resolve()}"
     name = study_name or root.resolve().name
-    study = optuna.create_study(
-        storage=_storage(storage_url),
-        study_name=name,
-        direction=direction,
-        load_if_exists=True,
-        pruner=pruning.pruner(),
-    )
+    # Workers started together would each create the SQLite tables and collide; one at a time here.
+    creating = FileLock(root / ".study.lock") if storage_url.startswith("sqlite") else nullcontext()
+    with creating:
+        study = optuna.create_study(
+            storage=_storage(storage_url, heartbeat_s),
+            study_name=name,
+            direction=direction,
+            load_if_exists=True,
+            pruner=pruning.pruner(),
+        )
     settings = {"recipe": recipe, "overrides": overrides or {}, "metric": metric, "folds": folds}
     _check_settings(study, {**settings, "direction": direction})
-    # A fresh seed per resumption: the same seed would replay the first (random) samples.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+    study.sampler = TrialSeededTPESampler(seed=seed)
 
     objective = TrialObjective(base, space, metric, root, fold_data, pruning)
     remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if remaining > 0:
         study.optimize(
-            lambda trial: _guarded(objective, trial),
+            lambda trial: _guarded(objective, trial, n_trials, heartbeat_s),
             n_trials=remaining,
             timeout=timeout,
             callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
         )
+    _fail_stale_trials(study)  # trials of workers that died, silent past the grace period
     return _write_outputs(study, root, base, metric, storage_url)
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
+def _storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
+    if heartbeat_s < 1:
+        raise ValueError(f"heartbeat_s must be >= 1, got {heartbeat_s}")
     # SQLite locks the file for each write; a longer wait lets several workers share it.
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S)
+    with warnings.catch_warnings():
+        # Optuna calls its heartbeat experimental; it is how tune fails the trials of dead workers.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Mark failed the running trials whose heartbeat stopped (their process died)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _fold_data(config: dict[str, Any], folds: int, root: Path) -> list[dict[str, Any]]:
@@ -182,8 +206,27 @@ def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
         study.set_user_attr("settings", settings)
 
 
-def _guarded(objective: TrialObjective, trial: optuna.Trial) -> float:
-    """Run a trial; once the study has a finished trial, an error fails only this trial."""
+def _guarded(objective: TrialObjective, trial: optuna.Trial, n_trials: int, heartbeat_s: int) -> float:
+    """Run a trial; once the study has a finished trial, an error fails only this trial.
+
+    A trial that other workers' finished trials make one too many is not run: it is recorded as
+    failed (which does not count) and this worker stops. While earlier trials still run, it waits:
+    they may finish (then it is one too many) or turn out dead (failed by their heartbeat; then it runs).
+    """
+    while True:
+        earlier = [
+            t
+            for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if t.number < trial.number
+        ]
+        if len(earlier) < n_trials:
+            break
+        if not any(t.state == TrialState.RUNNING for t in earlier):
+            trial.set_user_attr("error", f"not run: the study's other trials reach n_trials={n_trials}")
+            trial.study.stop()
+            return float("nan")
+        time.sleep(heartbeat_s)
+        _fail_stale_trials(trial.study)
     try:
         return objective(trial)
     except optuna.TrialPruned:

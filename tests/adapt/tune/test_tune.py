@@ -199,6 +199,43 @@ def finished(out: Path) -> int:
         return 0
 
 
+def start_worker(settings: dict, log: Path) -> subprocess.Popen:
+    """``tune(**settings)`` in a process of its own, its output in ``log``."""
+    code = "import json, sys; from sam3_adapt.tune import tune; tune(**json.loads(sys.argv[1]))"
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(settings)],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_study_try_distinct_values_and_stop_at_the_budget(tiny, tmp_path):
+    out = tmp_path / "study"
+    settings = {
+        "recipe": RECIPE,
+        "search": {**LR, "model.lora.rank": {"choices": [4, 8]}},
+        "overrides": {**tiny, "trainer.max_epochs": 1},
+        "out": str(out),
+        "n_trials": 5,
+        "heartbeat_s": 1,
+    }
+    workers = [start_worker(settings, tmp_path / f"worker{i}.log") for i in range(2)]
+    for i, worker in enumerate(workers):
+        assert worker.wait(timeout=900) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+    trials = load(out).trials
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 5  # not one more, though both workers asked for 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    values = [t.params["model.lr_detector"] for t in finished]
+    assert len(set(values)) == len(values)  # the same seed, yet no two trials alike
+    ran = [t for t in trials if "not run" not in t.user_attrs.get("error", "")]
+    assert {t.number for t in ran} == {t.number for t in finished}
+
+
 @pytest.mark.slow
 def test_a_killed_study_resumes_to_its_trial_budget(tiny, tmp_path):
     out = tmp_path / "study"
@@ -208,17 +245,10 @@ def test_a_killed_study_resumes_to_its_trial_budget(tiny, tmp_path):
         "overrides": {**tiny, "trainer.max_epochs": 2},
         "out": str(out),
         "n_trials": 4,
+        "heartbeat_s": 1,  # the killed trial is failed once silent for 2 s
     }
-    code = "import json, sys; from sam3_adapt.tune import tune; tune(**json.loads(sys.argv[1]))"
     log = tmp_path / "worker.log"
-    with log.open("w") as output:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(settings)],
-            cwd=ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(settings, log)
     try:
         deadline = time.monotonic() + 900
         while finished(out) < 2:
@@ -236,7 +266,7 @@ def test_a_killed_study_resumes_to_its_trial_budget(tiny, tmp_path):
     trials = load(out).trials
     after = {t.number for t in trials if t.state in FINISHED}
     assert len(after) == 4 and before <= after  # the killed run's trials count, they are not rerun
-    assert all(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)  # RUNNING: the one killed
+    assert [t.state for t in trials if t.state not in FINISHED] == [TrialState.FAIL]  # the one killed
     best = yaml.safe_load(result.best_recipe.read_text())
     assert "search" not in best
     assert best["model"]["lr_detector"] == pytest.approx(result.best_params["model.lr_detector"])
