@@ -141,3 +141,89 @@ def test_only_the_kits_errors_escape_the_saco_reader(tmp_path, basic_coco):
     read()
     print(f"SA-Co reader fuzz: {saco_ran['count']} examples ran")
     assert saco_ran["count"] >= EXAMPLES // 2
+
+
+# Hugging Face objects: Arrow gives every column one type, so the fuzz stays inside a schema and
+# varies what a schema allows: NaN, infinite, huge, negative and wrongly sized boxes and polygons,
+# labels outside the ClassLabel, blank string categories, bad areas and crowd flags, broken images.
+HF_EXAMPLES = 200
+floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([0.0, 5.0, 1e9, -1.0])
+)
+hf_objects = st.fixed_dictionaries(
+    {
+        "bbox": st.lists(floats, min_size=0, max_size=6),
+        "area": floats,
+        "iscrowd": st.integers(-2, 3),
+        "segmentation": st.lists(st.lists(floats, max_size=10), max_size=2),
+    }
+)
+hf_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["png", "empty", "garbage"]),
+        st.lists(
+            st.tuples(hf_objects, st.integers(-1, 3), st.sampled_from(["cat", "dog", " ", ""])), max_size=4
+        ),
+    ),
+    min_size=1,
+    max_size=3,
+)
+hf_ran = {"count": 0}
+
+
+def test_only_the_kits_errors_escape_the_hugging_face_reader(tmp_path):
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from sam3_adapt.data_mix.readers.hf import read_hf_set
+
+    Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(tmp_path / "ok.png")
+    contents = {"png": (tmp_path / "ok.png").read_bytes(), "empty": b"", "garbage": b"no image " * 9}
+    labelled = datasets.List({
+        "bbox": datasets.List(datasets.Value("float32")),
+        "area": datasets.Value("float32"),
+        "iscrowd": datasets.Value("int64"),
+        "segmentation": datasets.List(datasets.List(datasets.Value("float32"))),
+        "category": datasets.ClassLabel(names=["cat", "dog"]),
+    })  # fmt: skip
+    named = datasets.List({**labelled.feature, "category": datasets.Value("string")})
+
+    @settings(max_examples=HF_EXAMPLES, deadline=5000, suppress_health_check=list(HealthCheck), database=None)
+    @given(
+        rows=hf_rows,
+        strings=st.booleans(),
+        normalized=st.booleans(),
+        on_error=st.sampled_from(["raise", "skip"]),
+    )
+    def read(rows, strings, normalized, on_error):
+        hf_ran["count"] += 1
+        folder = tmp_path / f"set{hf_ran['count']}"
+        records = [
+            {
+                "image": {"bytes": contents[kind], "path": None},
+                "objects": [
+                    {**obj, "category": name if strings else max(label, 0) % 2}
+                    for obj, label, name in objects
+                ],
+            }
+            for kind, objects in rows
+        ]
+        features = datasets.Features({"image": datasets.Image(), "objects": named if strings else labelled})
+        datasets.Dataset.from_list(records, features=features).save_to_disk(folder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                read_hf_set(
+                    folder, normalized_boxes=normalized, on_error=on_error, cache_dir=tmp_path / "cache"
+                )
+            except (CocoFormatError, ImageReadError):
+                pass
+
+    datasets.disable_progress_bars()
+    try:
+        read()
+    finally:
+        datasets.enable_progress_bars()
+    print(f"Hugging Face reader fuzz: {hf_ran['count']} examples ran")
+    assert hf_ran["count"] >= HF_EXAMPLES // 2
