@@ -51,6 +51,11 @@ class ConceptDataset(Dataset):
         negatives_per_positive: If set, keep at most ``ceil(negatives_per_positive * P)`` negatives
             for an image with ``P`` positive queries; an image without positives counts as ``P = 1``
             so that it still teaches absence.
+        target_masks: Decode the ground-truth masks; ``False`` gives every object ``has_mask``
+            False (boxes only), which spares decoding full-size masks where no loss is computed.
+
+    Attributes:
+        rng: The random stream of query capping and augmentation (saved for exact resume).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class ConceptDataset(Dataset):
         seed: int = 0,
         max_negatives_per_image: int | None = None,
         negatives_per_positive: float | None = None,
+        target_masks: bool = True,
     ) -> None:
         if max_queries_per_image is not None and max_queries_per_image < 1:
             raise ValueError(f"max_queries_per_image must be >= 1 or None, got {max_queries_per_image}")
@@ -73,6 +79,7 @@ class ConceptDataset(Dataset):
         self.max_queries_per_image = max_queries_per_image
         self.max_negatives_per_image = max_negatives_per_image
         self.negatives_per_positive = negatives_per_positive
+        self.target_masks = target_masks
         self.rng = WorkerAwareRng(seed)
 
     def __len__(self) -> int:
@@ -85,7 +92,7 @@ class ConceptDataset(Dataset):
         image = read_rgb(sample.image_path, where=f"{sample.source}: image id {sample.image_id}")
 
         instances: list[Instance] = [inst for q in queries for inst in q.instances]
-        with_mask = [k for k, inst in enumerate(instances) if inst.has_mask]
+        with_mask = [k for k, inst in enumerate(instances) if inst.has_mask and self.target_masks]
         inputs: dict[str, Any] = {
             "image": image,
             "bboxes": np.array([inst.box_xyxy for inst in instances], dtype=np.float32).reshape(-1, 4),
@@ -167,6 +174,7 @@ def eval_loader(
     batch_size: int = 4,
     num_workers: int = 0,
     seed: int = 0,
+    target_masks: bool = True,
 ) -> DataLoader:
     """Batches of samples as validation and inference see them: every query, plain resize, file order.
 
@@ -179,12 +187,13 @@ def eval_loader(
         batch_size: Images per batch.
         num_workers: DataLoader worker processes.
         seed: Seed of the loader (no randomness at evaluation; kept for worker seeding).
+        target_masks: Decode ground-truth masks (for validation losses); prediction needs none.
 
     Returns:
         A DataLoader of `sam3_adapt.data_mix.batch.ConceptBatch` dicts.
     """
     return DataLoader(
-        ConceptDataset(samples, eval_transform(image_size), seed=seed),
+        ConceptDataset(samples, eval_transform(image_size), seed=seed, target_masks=target_masks),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -27,7 +27,8 @@ class QueryResult:
         sample: The image's sample.
         phrase: The phrase asked.
         category_id: The query's category id in its source.
-        target: Its ground truth in network-input coordinates (empty boxes for a negative).
+        target: Its ground truth in network-input coordinates (empty boxes for a negative); boxes
+            only: masks are not decoded here (``has_mask`` is False).
         detections: The detections, in original image pixels, best first.
     """
 
@@ -84,7 +85,8 @@ def predict_samples(
     if len(by_id) != len(samples):
         raise ValueError("predict_samples needs distinct image ids")
     segmenter.eval()
-    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers)
+    # Ground-truth masks are not decoded: predictions are scored against the set's own annotations.
+    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers, target_masks=False)
     with tqdm(total=len(samples), desc=desc, unit="image", disable=not progress) as bar:
         for batch in loader:
             found = detect(

@@ -161,7 +161,9 @@ class ConceptEvaluator:
             raise ValueError(f"{where}: segm is evaluated but no masks were given (use iou_types=('bbox',))")
         if masks is not None:
             image = self._coco.imgs[image_id]
-            size = tuple(as_numpy(masks).shape[-2:])
+            # The shape alone: `CroppedMasks` of a large image would take K full-size masks as an array.
+            shape = masks.shape if hasattr(masks, "shape") else as_numpy(masks).shape
+            size = tuple(int(n) for n in shape[-2:])
             if size != (image["height"], image["width"]):
                 raise ValueError(f"{where}: masks are {size}, image is {(image['height'], image['width'])}")
         records = to_coco_results(image_id, category_id, boxes_xyxy, scores, masks)
