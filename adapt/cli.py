@@ -191,6 +191,15 @@ def missing_recipe(args: list[str]) -> str | None:
 def error_line(error: BaseException) -> str:
     """An exception as the one message the user reads: its text, with its type when that adds to it."""
     text = str(error).strip() or type(error).__name__
+    if "Does not validate against any of the Union subtypes" in text:
+        # jsonargparse tries each type of a setting (e.g. `LoraSettings | dict | None`) and lists why
+        # each failed; the one that is not "Expected a <type>" is the reason the user needs.
+        reasons = [
+            line.strip().removeprefix("- ")
+            for line in text.splitlines()
+            if line.strip().startswith("- ") and not line.strip().startswith("- Expected a")
+        ]
+        text = "; ".join(reasons) or text
     generic = isinstance(error, (ValueError, OSError)) or type(error).__name__ in (
         "ArgumentError",
         "CocoFormatError",
@@ -257,6 +266,7 @@ def with_recipe_files(args: list[str]) -> list[str]:
 
     Raises:
         FileNotFoundError: If a ``--config`` value is neither a file, inline YAML, nor a shipped recipe.
+        UsageError: If a recipe file is not valid YAML.
     """
     from sam3_adapt.fitting.recipe_files import recipe_path
 
@@ -268,10 +278,29 @@ def with_recipe_files(args: list[str]) -> list[str]:
             index, value, prefix = i, arg.removeprefix("--config="), "--config="
         else:
             continue
-        if "\n" in value or ":" in value.split("/")[-1] or Path(value).is_file():
+        if "\n" in value or ":" in value.split("/")[-1]:
             continue
-        out[index] = prefix + str(recipe_path(value))
+        if not Path(value).is_file():
+            out[index] = prefix + str(recipe_path(value))
+        check_yaml(Path(out[index].removeprefix(prefix)))
     return out
+
+
+def check_yaml(path: Path) -> None:
+    """Refuse a recipe that is not valid YAML with one line naming the file, line and column.
+
+    Raises:
+        UsageError: If ``path`` cannot be parsed.
+    """
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageError(f"{path}:{where}: not valid YAML: {problem}") from None
 
 
 def version() -> str:

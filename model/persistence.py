@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from peft import PeftConfig, PeftModel
 from torch import nn
 from transformers import ProcessorMixin, Sam3Processor
@@ -113,9 +117,11 @@ def load_adapter(
 
     Raises:
         ValueError: If ``expected_base`` is given and the adapter was trained on another base model
-            or records none.
+            or records none, or the adapter cannot be read (see `check_adapter_source`).
+        FileNotFoundError: If a file of the adapter is missing (see `check_adapter_source`).
     """
     adapter = str(adapter)
+    check_adapter_source(adapter)
     if expected_base is not None:
         recorded = PeftConfig.from_pretrained(adapter).base_model_name_or_path
         if not recorded or not bases_match(recorded, str(expected_base)):
@@ -125,6 +131,60 @@ def load_adapter(
             )
     with peft_wrapping():
         return PeftModel.from_pretrained(base_model, adapter, is_trainable=trainable)
+
+
+#: The weight files PEFT writes; one of them must be in an adapter folder.
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def check_adapter_source(adapter: str) -> None:
+    """Check that an adapter can be read before PEFT tries, so that what is wrong is said plainly.
+
+    A local folder needs a readable ``adapter_config.json`` and a weights file. Anything else must
+    be a Hub repo id, and with the Hub offline (``HF_HUB_OFFLINE=1``) a copy in the local cache.
+
+    Raises:
+        FileNotFoundError: If the folder lacks its config or weights.
+        ValueError: If the config is not valid JSON, or ``adapter`` is a file or no repo id.
+        OSError: If the Hub is offline and the adapter is not in the cache.
+    """
+    folder = Path(adapter)
+    if folder.is_dir():
+        config = folder / "adapter_config.json"
+        if not config.is_file():
+            raise FileNotFoundError(
+                f"adapter folder {folder} has no adapter_config.json: give a folder written by "
+                "`sam3-adapt export` or peft's save_pretrained"
+            )
+        try:
+            json.loads(config.read_text())
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValueError(
+                f"{config}: not valid JSON ({err}); the adapter is damaged: export it again"
+            ) from None
+        if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
+            raise FileNotFoundError(
+                f"adapter folder {folder} has no weights ({' or '.join(ADAPTER_WEIGHTS)}): it was not saved "
+                "to the end; export it again"
+            )
+        return
+    if folder.exists():
+        raise ValueError(f"adapter {adapter!r} is a file: give the folder that holds adapter_config.json")
+    try:
+        validate_repo_id(adapter)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"adapter {adapter!r} is neither a local folder nor a Hub repo id (org/name)"
+        ) from None
+    if hf_constants.HF_HUB_OFFLINE:
+        try:
+            hf_hub_download(adapter, "adapter_config.json", local_files_only=True)
+        except Exception:  # any miss of the local cache means the same thing here
+            raise OSError(
+                f"adapter {adapter!r} is not a local folder, and the Hugging Face Hub is offline "
+                "(HF_HUB_OFFLINE=1) with no cached copy of it: download it once while online, or give "
+                "its local folder"
+            ) from None
 
 
 def save_trained(
