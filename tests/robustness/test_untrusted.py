@@ -7,6 +7,7 @@ used to run it (``torch.load(weights_only=False)``) before any check.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,22 +78,30 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_export_publish_and_fit_through_the_cli_never_run_the_payload(evil, tmp_path):
     path, marker = evil
     json_path, image_dir = write_shapes_coco(tmp_path / "data", num_images=2, image_size=64)
+    # Where `--ckpt_path last` looks: the newest last.ckpt of a run under the root directory.
+    resumable = tmp_path / "fit" / "lightning_logs" / "version_0" / "checkpoints"
+    resumable.mkdir(parents=True)
+    shutil.copyfile(path, resumable / "last.ckpt")
+    data = [f"--data.train_json={json_path}", f"--data.image_dir={image_dir}", "--data.anchor_json=null"]
+    lightning = [
+        "--config",
+        "tiny-10shot",
+        *data,
+        f"--data.val_json={json_path}",
+        f"--data.predict_json={json_path}",
+        f"--data.test_json={json_path}",
+        "--trainer.max_steps=1",
+        f"--trainer.default_root_dir={tmp_path / 'fit'}",
+    ]
     runs = {
         "export": cli("export", "--ckpt_path", str(path), "--out", str(tmp_path / "adapter"), cwd=tmp_path),
         "publish": cli("publish", "--run", str(path), "--out", str(tmp_path / "hub"), cwd=tmp_path),
-        "fit": cli(
-            "fit",
-            "--config",
-            "tiny-10shot",
-            f"--data.train_json={json_path}",
-            f"--data.image_dir={image_dir}",
-            "--data.anchor_json=null",
-            "--data.val_json=null",
-            "--trainer.max_steps=1",
-            f"--trainer.default_root_dir={tmp_path / 'fit'}",
-            f"--ckpt_path={path}",
-            cwd=tmp_path,
-        ),
+        "fit": cli("fit", *lightning, f"--ckpt_path={path}", cwd=tmp_path),
+        "fit --ckpt_path last": cli("fit", *lightning, "--ckpt_path=last", cwd=tmp_path),
+        **{
+            verb: cli(verb, *lightning, f"--ckpt_path={path}", cwd=tmp_path)
+            for verb in ("validate", "test", "predict")
+        },
     }
     for verb, done in runs.items():
         last = done.stderr.strip().splitlines()[-1]
