@@ -138,8 +138,9 @@ def test_ckpt_path_last_resumes_the_interrupted_run_of_the_recipe(shapes, tmp_pa
 
     cli = lightning_cli(["fit", *args, "--trainer.max_steps=4", "--ckpt_path=last"])
     assert Path(cli.trainer.ckpt_path) == interrupted
-    resumed = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
-    assert torch.load(resumed, weights_only=False)["global_step"] == 4
+    # The resumed run continues in the interrupted run's folder, not a new version_1.
+    assert torch.load(interrupted, weights_only=False)["global_step"] == 4
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
 
 
 def test_export_of_a_missing_checkpoint_names_it_in_one_line(tmp_path, capsys):
