@@ -7,7 +7,7 @@ from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pycocotools.cocoeval import COCOeval
@@ -48,6 +48,7 @@ def predict_set(
     max_detections: int,
     num_workers: int,
     progress: bool,
+    resize: Literal["letterbox", "squash"] = "letterbox",
 ) -> Run:
     """Run a model over every (image, phrase) pair of ``coco`` and collect its detections.
 
@@ -66,6 +67,7 @@ def predict_set(
         num_workers=num_workers,
         progress=progress,
         desc=f"evaluate {label}",
+        resize=resize,
     )
     for result in results:
         image_id, found = result.sample.image_id, result.detections
@@ -127,6 +129,7 @@ def evaluate(
     baseline: bool | str = False,
     out: str = "runs/evaluate",
     image_size: int | None = None,
+    resize: Literal["letterbox", "squash"] = "letterbox",
     batch_size: int = 4,
     score_threshold: float = 0.5,
     max_detections: int = 100,
@@ -162,6 +165,9 @@ def evaluate(
             or a local adapter folder (``adapter_config.json``), put on ``model``.
         out: Output folder.
         image_size: Network input side in pixels; default: the checkpoint's processor size.
+        resize: ``letterbox``: each image's longer side is resized to ``image_size``, its aspect ratio
+            kept, and the square padded (detections map back exactly); ``squash``: stretched to the
+            square, as SAM 3's reference evaluation does.
         batch_size: Images per forward pass (each brings all of its phrases).
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
         max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
@@ -208,6 +214,7 @@ def evaluate(
         segmenter.check_phrase(phrase, origin)
     settings = {
         "image_size": image_size or segmenter.image_size,
+        "resize": resize,
         "batch_size": batch_size,
         "score_threshold": score_threshold,
         "max_detections": max_detections,
@@ -258,6 +265,7 @@ def evaluate(
         "max_detections": max_detections,
         "object_slots": segmenter.num_slots,
         "image_size": settings["image_size"],
+        "resize": resize,
         "match_iou_type": run.evaluator.cgf1_iou_type,
         "skipped": run.evaluator.skipped,
     }

@@ -16,7 +16,7 @@ from sam3_adapt.data_mix.batch import QueryTarget
 from sam3_adapt.data_mix.dataset import eval_loader
 from sam3_adapt.data_mix.samples import ConceptSample
 from sam3_adapt.inference.slots import check_slots
-from sam3_adapt.model.detections import QueryDetections, detect
+from sam3_adapt.model.detections import QueryDetections, Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 
 
@@ -52,10 +52,12 @@ def predict_samples(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "predict",
+    resize: Resize = "letterbox",
 ) -> Iterator[QueryResult]:
     """Run a model over every query of every sample, in file order.
 
-    Images go through the evaluation transform (a plain resize), each image's vision features are
+    Images go through the evaluation transform (by default a letterbox: aspect ratio kept, padded
+    to the square; see `sam3_adapt.data_mix.transforms.eval_transform`), each image's vision features are
     computed once for all of its phrases, and detections are mapped back to the original pixels.
     A query whose every object vanishes under the resize is skipped, as in validation. A set with
     more instances in one pair than the model has object slots gets a warning with the best
@@ -74,6 +76,7 @@ def predict_samples(
         num_workers: DataLoader worker processes.
         progress: Show a progress bar over images.
         desc: The progress bar's label.
+        resize: ``"letterbox"`` (aspect ratio kept) or ``"squash"`` (stretched to the square).
 
     Yields:
         One :class:`QueryResult` per query.
@@ -89,7 +92,7 @@ def predict_samples(
         raise ValueError("predict_samples needs distinct image ids")
     check_slots(samples, segmenter.num_slots, ", ".join(sorted({s.source for s in samples})) or desc)
     segmenter.eval()
-    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers)
+    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers, resize=resize)
     with tqdm(total=len(samples), desc=desc, unit="image", disable=not progress) as bar:
         for batch in loader:
             found = detect(
@@ -102,6 +105,7 @@ def predict_samples(
                 min_score=min_score,
                 masks=masks,
                 phrase_chunk=phrase_chunk,
+                resize=resize,
             )
             image_ids = batch["image_ids"][batch["query_image_index"]].tolist()
             for q, detections in enumerate(found):
