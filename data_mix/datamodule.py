@@ -234,6 +234,14 @@ class ConceptDataModule(L.LightningDataModule):
         for split in splits.get(stage or "", list(self.files)):
             self._load(split)
 
+    def target_set(self) -> CocoSet | None:
+        """The first training source (``train_json``, or the first of ``train_sources``), never the anchor.
+
+        Returns:
+            Its set, or ``None`` when there is no training set.
+        """
+        return self._load(next(iter(self.weights))) if self.weights else None
+
     def train_dataloader(self) -> DataLoader:
         """Augmented training batches: shuffled, or drawn from the mixed sources afresh each epoch."""
         if not self.weights:
