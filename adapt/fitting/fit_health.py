@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from sam3_adapt.data_mix.readers.coco import CocoSet
 from sam3_adapt.evaluation.run import predict_set
+from sam3_adapt.inference.slots import check_slots
 
 #: Training images the health check predicts (a seeded draw of those with instances).
 IMAGES = 8
@@ -69,6 +70,9 @@ class Health:
 class FitHealth(Callback):
     """Measure the train-set AP on a few training images before the first step and after the fit.
 
+    At the start it also warns when the training or validation set has more instances in one
+    image-phrase pair than the model has object slots (`sam3_adapt.inference.slots`).
+
     The base's figure is kept in the checkpoint, so a resumed fit compares with the real base. The
     result is printed (`Health.line`), warned about when the model is not learning, and kept as
     ``health``. Runs on the first process only.
@@ -93,7 +97,11 @@ class FitHealth(Callback):
 
     @rank_zero_only
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Measure the base before the first step (a resumed fit already has it)."""
+        """Check the sets against the object slots; measure the base (a resumed fit already has it)."""
+        sets = [training_set(trainer), getattr(trainer.datamodule, "sets", {}).get("val")]
+        for coco in sets:
+            if coco is not None:
+                check_slots(coco.samples, pl_module.segmenter.num_slots, str(coco.json_path))
         if self.base is None and trainer.global_step == 0:
             measured = self._measure(trainer, pl_module)
             self.base = None if measured is None else {"metric": measured[0], "value": measured[1]}

@@ -1,5 +1,6 @@
 """A set with more instances in a pair than the model has object slots is named, with its recall ceiling."""
 
+import json
 import warnings
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 from PIL import Image
 
 from sam3_adapt.data_mix.readers.coco import read_coco
+from sam3_adapt.fitting.lightning_cli import lightning_cli
+from sam3_adapt.fitting.recipe_files import recipe_path
 from sam3_adapt.inference.loop import predict_samples
 from sam3_adapt.inference.slots import slot_ceiling
 from sam3_adapt.model.loading import load_segmenter
@@ -14,8 +17,6 @@ from sam3_adapt.model.loading import load_segmenter
 
 def crowded_set(tmp_path, counts):
     """One 168-px image per entry of ``counts``, with that many small 'dot' boxes (and one 'disc')."""
-    import json
-
     images, annotations = [], []
     (tmp_path / "images").mkdir()
     for image_id, count in enumerate(counts, 1):
@@ -66,3 +67,13 @@ def test_predicting_a_crowded_set_warns_once_with_the_set_and_the_counts(tmp_pat
     assert "'dot': 2 of 3 pairs, best recall 0.77" in message
     # max_detections defaults to 100, but no pair ever gets more than the 20 slots.
     assert max(len(r.detections.scores) for r in found) == segmenter.num_slots == 20
+
+
+def test_a_fit_on_a_crowded_set_warns_at_its_start(tmp_path):
+    json_path = crowded_set(tmp_path, [25])
+    args = [f"--data.train_json={json_path}", f"--data.image_dir={tmp_path / 'images'}"]
+    args += ["--trainer.max_steps=1", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"]
+    cli = lightning_cli(["--config", str(recipe_path("tiny-10shot")), *args], run=False)
+    ceiling = r"crowded.json: 1 of 2 positive image-phrase pairs .* 20 object slots"
+    with pytest.warns(UserWarning, match=ceiling):
+        cli.trainer.fit(cli.model, cli.datamodule)
