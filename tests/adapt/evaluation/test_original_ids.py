@@ -11,6 +11,9 @@ from pycocotools.cocoeval import COCOeval
 from sam3_adapt.data_mix.synthetic.concept_world import write_world
 from sam3_adapt.evaluation import evaluate
 from sam3_adapt.evaluation.data import image_names, read_eval_set
+from sam3_adapt.evaluation.pictures import pairs_figure
+from sam3_adapt.evaluation.run import predict_set
+from sam3_adapt.model.loading import load_segmenter
 
 THRESHOLD = 0.5
 
@@ -88,3 +91,17 @@ def test_pictures_name_the_file_and_its_own_id(two_sets):
     coco = json.loads(sets[1][0].read_text())
     image = coco["images"][0]
     assert f"{image['file_name']} (id {image['id']})" in names
+
+
+def test_report_pictures_title_images_by_file_and_own_id(two_sets):
+    sets, _, _ = two_sets
+    merged = read_eval_set([str(j) for j, _ in sets], [str(d) for _, d in sets])
+    settings = {"image_size": 168, "batch_size": 4, "score_threshold": 0.5, "max_detections": 100}
+    run = predict_set(merged, load_segmenter("tiny"), "tiny", **settings, num_workers=0, progress=False)
+    pairs = [p for p in run.table.pairs if p.is_positive][-2:]  # from the second file, ids 201, ...
+    paths = {s.image_id: s.image_path for s in merged.samples}
+    figure = pairs_figure(pairs, run.table, paths, 0.5, names=image_names(merged))
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    originals = {i["id"]: i["file_name"] for i in json.loads(sets[1][0].read_text())["images"]}
+    assert len(titles) == 2 and all(" (id 20" in t for t in titles)
+    assert all(any(f"{name} (id {i})" in t for i, name in originals.items()) for t in titles)
