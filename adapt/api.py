@@ -49,7 +49,7 @@ def recipe_settings(
         shortcuts: ``{name in SHORTCUTS: value}``; ``None`` values are left to the recipe.
         overrides: ``{dotted recipe key: value}``, e.g. ``{"model.lr_detector": 1e-3}``.
         **options: More overrides; ``__`` stands for ``.`` so that keys can be keyword arguments
-            (``trainer__max_epochs=5``).
+            (``trainer__max_steps=400``).
 
     Returns:
         The settings, each key once.
@@ -196,7 +196,7 @@ def finetune(
 
         result = adapt.finetune(
             base="facebook/sam3", train="my/train.json", images="my/images", recipe="lora-10shot",
-            val="my/val.json", overrides={"model.lr_detector": 1e-4}, trainer__max_epochs=20,
+            val="my/val.json", overrides={"model.lr_detector": 1e-4}, trainer__max_steps=400,
         )
 
     After fitting, the model is validated once more on the validation set (if any) and its weights are

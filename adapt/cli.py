@@ -51,6 +51,11 @@ EXTRA_VERBS: dict[str, Verb] = {
         "make_kshot",
         "Write a K-shot (or N-image) split of a COCO file, reproducible from its seed.",
     ),
+    "make-world": Verb(
+        "sam3_adapt.jobs.make_world",
+        "make_world",
+        "Write the concept world's anchor and target splits (COCO JSON + PNG) for anchor mixing.",
+    ),
     "make-shapes": Verb(
         "sam3_adapt.jobs.make_shapes",
         "make_shapes",

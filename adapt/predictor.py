@@ -17,7 +17,7 @@ from sam3_adapt.data_mix.transforms import network_input
 from sam3_adapt.evaluation.run import evaluate
 from sam3_adapt.inference.overlay import overlay_figure, save_figure
 from sam3_adapt.inference.prediction import Prediction
-from sam3_adapt.model.detections import detect
+from sam3_adapt.model.detections import Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
 
@@ -66,6 +66,7 @@ class Predictor:
         max_detections: Most detections per phrase.
         masks: Decode masks; ``False`` for box-only models (faster, ``Prediction.masks`` is ``None``).
         device: Where to run; default CUDA when available, else the CPU.
+        resize: ``"letterbox"`` (the image's aspect ratio kept, padded to the square) or ``"squash"``.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Predictor:
         max_detections: int = 100,
         masks: bool = True,
         device: str | None = None,
+        resize: Resize = "letterbox",
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.segmenter = segmenter.to(self.device).eval()
@@ -88,6 +90,7 @@ class Predictor:
         self.score_threshold = score_threshold
         self.max_detections = max_detections
         self.masks = masks
+        self.resize = resize
 
     @torch.no_grad()
     def predict(
@@ -117,13 +120,14 @@ class Predictor:
         self.segmenter.eval()
         found = detect(
             self.segmenter,
-            network_input(pixels, self.image_size)[None],
+            network_input(pixels, self.image_size, self.resize)[None],
             asked,
             torch.zeros(len(asked), dtype=torch.long),
             torch.tensor([[height, width]]),
             top_k=self.max_detections,
             min_score=self.score_threshold if threshold is None else threshold,
             masks=self.masks,
+            resize=self.resize,
         )
         return Prediction(
             phrases=asked,

@@ -44,9 +44,11 @@ class ConceptDataModule(L.LightningDataModule):
     ``anchor_json`` is the mix ``{train: 1, anchor: anchor_ratio}``. Box-only and masked sources mix
     in one batch: every target carries its ``has_mask`` flags.
 
-    The train set is augmented as in the SAM 3 reference (random square squash and pad) unless
-    ``augment`` is False; validation and predict sets are resized to ``image_size`` without padding,
-    so their normalised outputs map back to original pixels by multiplying by width and height.
+    The train set is augmented as in the SAM 3 reference (a random side, then padding at a random
+    offset), but keeping each image's aspect ratio (`sam3_adapt.data_mix.transforms.train_transform`)
+    unless ``augment`` is False; validation and predict sets are letterboxed: the longer side resized
+    to ``image_size``, black padding right and below, so normalised outputs map back to original
+    pixels by multiplying by the longer side.
     Without ``val_json`` there is no validation loader and ``Trainer.fit`` skips validation.
     Loaders are deterministic given ``seed`` (and ``num_workers``), and the training loader is a
     `sam3_adapt.data_mix.resumable.ResumableLoader`: a run resumed from a checkpoint, even one
@@ -87,7 +89,8 @@ class ConceptDataModule(L.LightningDataModule):
         allow_outside_image_dir: Accept ``file_name`` values that are absolute or lead out of their
             image folder through ``..`` (refused by default, so that a shared annotation file cannot
             make a run read files elsewhere).
-        augment: Use the reference train augmentation; ``False`` uses the plain resize for training too.
+        augment: Use the reference train augmentation (aspect kept); ``False`` uses the evaluation
+            letterbox for training too.
         max_queries_per_image: Cap on queries per training image (positives kept first, then
             negatives); ``None`` keeps all. Validation and predict sets always keep all.
         hard_negatives: YAML or CSV file(s) of confusions, phrases absent from the whole set or from
@@ -233,6 +236,14 @@ class ConceptDataModule(L.LightningDataModule):
         }
         for split in splits.get(stage or "", list(self.files)):
             self._load(split)
+
+    def target_set(self) -> CocoSet | None:
+        """The first training source (``train_json``, or the first of ``train_sources``), never the anchor.
+
+        Returns:
+            Its set, or ``None`` when there is no training set.
+        """
+        return self._load(next(iter(self.weights))) if self.weights else None
 
     def train_dataloader(self) -> DataLoader:
         """Augmented training batches: shuffled, or drawn from the mixed sources afresh each epoch."""

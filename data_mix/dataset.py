@@ -15,7 +15,7 @@ from sam3_adapt.data_mix.collate import ConceptCollator
 from sam3_adapt.data_mix.images import read_rgb
 from sam3_adapt.data_mix.rng import WorkerAwareRng
 from sam3_adapt.data_mix.samples import ConceptSample, Instance, Query
-from sam3_adapt.data_mix.transforms import eval_transform, to_pixel_values
+from sam3_adapt.data_mix.transforms import Resize, eval_transform, to_pixel_values
 
 
 class ConceptDataset(Dataset):
@@ -175,8 +175,9 @@ def eval_loader(
     num_workers: int = 0,
     seed: int = 0,
     target_masks: bool = True,
+    resize: Resize = "letterbox",
 ) -> DataLoader:
-    """Batches of samples as validation and inference see them: every query, plain resize, file order.
+    """Batches of samples as validation and inference see them: every query, no randomness, file order.
 
     The one evaluation loader of the kit: the data module's validation, test and predict loaders
     and `sam3_adapt.inference` use it.
@@ -188,12 +189,15 @@ def eval_loader(
         num_workers: DataLoader worker processes.
         seed: Seed of the loader (no randomness at evaluation; kept for worker seeding).
         target_masks: Decode ground-truth masks (for validation losses); prediction needs none.
+        resize: How images become the square input (`sam3_adapt.data_mix.transforms.eval_transform`).
 
     Returns:
         A DataLoader of `sam3_adapt.data_mix.batch.ConceptBatch` dicts.
     """
     return DataLoader(
-        ConceptDataset(samples, eval_transform(image_size), seed=seed, target_masks=target_masks),
+        ConceptDataset(
+            samples, eval_transform(image_size, resize), seed=seed, target_masks=target_masks
+        ),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

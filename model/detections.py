@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,6 +12,24 @@ import torch.nn.functional as F
 
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.outputs import ConceptOutputs
+
+#: How the images were made square (`sam3_adapt.data_mix.transforms.eval_transform`): ``letterbox``
+#: (aspect kept, padded right and below) or ``squash`` (stretched).
+Resize = Literal["letterbox", "squash"]
+
+
+def input_canvas(height: int, width: int, resize: Resize) -> tuple[int, int]:
+    """The region of original pixels the square network input covers: ``(rows, columns)``.
+
+    Letterboxed, the input covers a square of the longer side (the image in its top-left corner, the
+    rest padding); squashed, the image itself.
+    """
+    if resize == "letterbox":
+        side = max(height, width)
+        return side, side
+    if resize == "squash":
+        return height, width
+    raise ValueError(f"resize must be 'letterbox' or 'squash', got {resize!r}")
 
 
 @dataclass
@@ -39,13 +57,16 @@ def detections_per_query(
     query_image_index: torch.Tensor,
     top_k: int = 100,
     min_score: float = 0.0,
+    resize: Resize = "letterbox",
 ) -> list[QueryDetections]:
     """Keep the ``top_k`` best detections of each query and map them back to the original image.
 
-    Inputs went through a square resize (the evaluation transform), so normalised boxes scale by
-    the original width and height, and masks are resized bilinearly to the original size before
-    thresholding the logits at 0 (see `paste_masks`, which does it one mask at a time, only where
-    the mask can be positive, so that memory does not grow with detections times image size).
+    The network input covers `input_canvas` of each image: normalised boxes scale by its sides and
+    are clipped to the image, and masks are resized bilinearly to it before thresholding the logits
+    at 0 and cutting off the padding (see `paste_masks`, which does it one mask at a time, only
+    where the mask can be positive, so that memory does not grow with detections times image size).
+    When the letterbox's shorter side scales to whole pixels (a 504 x 168 image at 168 px) the
+    mapping is exact; otherwise the image's edge is within half an input pixel of where it is drawn.
 
     Args:
         outputs: Network outputs; masks, if present, must cover every query.
@@ -53,6 +74,7 @@ def detections_per_query(
         query_image_index: ``(Q,)`` image of each query.
         top_k: Detections kept per query (the evaluator then keeps the best 100 per image).
         min_score: Detections scoring below this are dropped before resizing masks.
+        resize: How the inputs were made square.
 
     Returns:
         One :class:`QueryDetections` per query.
@@ -66,13 +88,18 @@ def detections_per_query(
         height, width = (int(v) for v in orig_sizes[query_image_index[q]])
         keep = scores[q].argsort(descending=True)[:top_k]
         keep = keep[scores[q, keep] >= min_score]
-        scale = boxes.new_tensor([width, height, width, height])
+        rows, cols = input_canvas(height, width, resize)
+        scale = boxes.new_tensor([cols, rows, cols, rows])
+        limit = boxes.new_tensor([width, height, width, height])
         masks = None
         if outputs.masks is not None and q in mask_row:
-            masks = paste_masks(outputs.masks[mask_row[q], keep], height, width)
+            masks = paste_masks(outputs.masks[mask_row[q], keep], rows, cols).clip(height, width)
         results.append(
             QueryDetections(
-                boxes=boxes[q, keep] * scale, scores=scores[q, keep], masks=masks, presence=float(presence[q])
+                boxes=torch.minimum(boxes[q, keep] * scale, limit).clamp(min=0),
+                scores=scores[q, keep],
+                masks=masks,
+                presence=float(presence[q]),
             )
         )
     return results
@@ -125,6 +152,16 @@ class CroppedMasks:
         picked = torch.arange(len(self))[torch.as_tensor(index) if not isinstance(index, slice) else index]
         rows = picked.reshape(-1).tolist()
         return CroppedMasks([self.crops[k] for k in rows], [self.offsets[k] for k in rows], self.size)
+
+    def clip(self, height: int, width: int) -> CroppedMasks:
+        """The masks cut to the top-left ``height x width`` of their image (a letterbox's padding off)."""
+        if (height, width) == self.size:
+            return self
+        crops = [
+            crop[: max(0, height - top), : max(0, width - left)]
+            for crop, (top, left) in zip(self.crops, self.offsets, strict=True)
+        ]
+        return CroppedMasks(crops, self.offsets, (height, width))
 
     def cpu(self) -> CroppedMasks:
         """The masks on the CPU."""
@@ -236,6 +273,7 @@ def detect(
     phrase_chunk: int | None = None,
     exemplar_boxes: Sequence[torch.Tensor] | None = None,
     exemplar_labels: Sequence[torch.Tensor] | None = None,
+    resize: Resize = "letterbox",
 ) -> list[QueryDetections]:
     """Predict every (image, phrase) query of a batch and keep the best detections of each.
 
@@ -256,6 +294,8 @@ def detect(
         phrase_chunk: Queries per detector pass; ``None`` runs all of them at once.
         exemplar_boxes: Optional exemplar boxes per query (see `ConceptSegmenter.forward`).
         exemplar_labels: Their labels.
+        resize: How the images were made square (``letterbox``, the kit's evaluation transform, or
+            ``squash``); it decides how detections map back to the original pixels.
 
     Returns:
         One :class:`QueryDetections` per query, in order.
@@ -277,5 +317,7 @@ def detect(
             mask_queries=None if masks else index.new_zeros(0),
             vision=vision,
         )
-        found += detections_per_query(outputs, orig_sizes, index.cpu(), top_k=top_k, min_score=min_score)
+        found += detections_per_query(
+            outputs, orig_sizes, index.cpu(), top_k=top_k, min_score=min_score, resize=resize
+        )
     return found

@@ -29,6 +29,7 @@ from transformers.models.sam3.modeling_sam3 import (
 )
 
 from sam3_adapt.model.feature_cache import FrozenFeatureCache, Storage
+from sam3_adapt.model.image_size import check_image_size
 from sam3_adapt.model.outputs import ConceptOutputs
 from sam3_adapt.model.tokenizer import MAX_PHRASE_TOKENS
 
@@ -89,11 +90,17 @@ class ConceptSegmenter(nn.Module):
         self.frozen_no_grad = frozen_no_grad
         self.vision_cache: FrozenFeatureCache | None = None
         self.text_cache: FrozenFeatureCache | None = None
+        self._checked_size: int | None = None
 
     @property
     def sam3(self) -> Sam3Model:
         """The underlying ``Sam3Model``."""
         return unwrap_sam3(self.network)
+
+    @property
+    def num_slots(self) -> int:
+        """Object slots of the detector (DETR queries): the most instances it can find per phrase."""
+        return int(self.sam3.config.detr_decoder_config.num_queries)
 
     def count_tokens(self, phrase: str) -> int:
         """Number of tokens of ``phrase`` including the start and end tokens."""
@@ -177,6 +184,10 @@ class ConceptSegmenter(nn.Module):
             The vision encoder output (``fpn_hidden_states`` and ``fpn_position_encoding`` per level;
             from the cache, only these two).
         """
+        side = pixel_values.shape[-1]
+        if side != self._checked_size:
+            check_image_size(self.sam3.config, side, self.sam3.config.name_or_path or "the model")
+            self._checked_size = side
         encoder = self.sam3.vision_encoder
         if self.vision_cache is None:
             with self._grad_context(encoder, pixel_values):

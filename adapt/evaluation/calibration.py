@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from sam3_adapt.evaluation.pairs import PairResult
 from sam3_adapt.training.metrics import matthews_corrcoef
 
-#: Score thresholds of the sweep: 0.05, 0.10, ..., 0.95.
-THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+#: Score thresholds of the sweep: 0.01 to 0.04, then 0.05, 0.10, ..., 0.95. The low end is there for
+#: models whose best operating point lies below 0.05 (a base on a domain it does not know).
+THRESHOLDS = (0.01, 0.02, 0.03, 0.04) + tuple(round(0.05 * k, 2) for k in range(1, 20))
 _AT_50 = 0
 
 

@@ -44,7 +44,9 @@ def read_eval_set(
     Face dataset folder or a Hub dataset name (format detected; a Hugging Face set's image folder is
     not used). Several files are merged into one set: images, annotations and categories get new ids (phrases
     that are equal across files share one category), and each sample's ``source`` names its file, so
-    breakdowns by source compare them. An image is queried only with its own file's phrases.
+    breakdowns by source compare them. An image is queried only with its own file's phrases. The
+    merged records keep the originals: an image record its ``original_id`` and ``source``, a category
+    record its ``original_ids`` per source (`original_records` maps results back with them).
 
     Args:
         data_json: One set (COCO or SA-Co JSON, Hugging Face folder or Hub name) or several.
@@ -99,7 +101,9 @@ def merge_sets(sets: Sequence[CocoSet], labels: Sequence[str]) -> CocoSet:
         new_image = {}
         for image in coco.gt["images"]:
             new_image[image["id"]] = len(images) + 1
-            images.append({**image, "id": new_image[image["id"]]})
+            images.append(
+                {**image, "id": new_image[image["id"]], "original_id": image["id"], "source": label}
+            )
         new_ann = {}
         for ann in coco.gt["annotations"]:
             new_ann[ann["id"]] = len(annotations) + 1
@@ -123,6 +127,56 @@ def merge_sets(sets: Sequence[CocoSet], labels: Sequence[str]) -> CocoSet:
             samples.append(
                 replace(sample, image_id=new_image[sample.image_id], queries=queries, source=label)
             )
-    categories = [{"id": cat_id, "name": phrase} for phrase, cat_id in category_of.items()]
+    original: dict[int, dict[str, int]] = {}
+    for coco, label in zip(sets, labels, strict=True):
+        for cat_id, (phrase, _) in coco.phrases.items():
+            original.setdefault(category_of[phrase], {})[label] = cat_id
+    categories = [
+        {"id": cat_id, "name": phrase, "original_ids": original[cat_id]}
+        for phrase, cat_id in category_of.items()
+    ]
     gt = {"images": images, "annotations": annotations, "categories": categories}
     return CocoSet(json_path=sets[0].json_path, samples=samples, gt=gt, phrases=phrases)
+
+
+def original_records(records: Sequence[dict[str, Any]], coco: CocoSet) -> dict[str, list[dict[str, Any]]]:
+    """COCO result records with the ids of the user's own files, grouped by source file.
+
+    Each record gets its image's ``file_name`` and, for a merged set (`merge_sets`), the image and
+    category ids it has in its own file and its ``source``, so that every group can be scored against
+    its file with pycocotools as it is (``COCO(file).loadRes(group)``).
+
+    Args:
+        records: Result records with the set's ``image_id`` and ``category_id``.
+        coco: The set they were made on.
+
+    Returns:
+        ``{source: records}``; one group, named by the set's file, when nothing was merged.
+    """
+    images = {image["id"]: image for image in coco.gt["images"]}
+    categories = {cat["id"]: cat.get("original_ids") for cat in coco.gt["categories"]}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        image = images[record["image_id"]]
+        source = image.get("source")
+        if source is None:
+            out = {**record, "file_name": image["file_name"]}
+            groups.setdefault(str(coco.json_path), []).append(out)
+            continue
+        out = {
+            **record,
+            "image_id": image["original_id"],
+            "category_id": categories[record["category_id"]][source],
+            "file_name": image["file_name"],
+            "source": source,
+        }
+        groups.setdefault(source, []).append(out)
+    return groups
+
+
+def image_names(coco: CocoSet) -> dict[int, str]:
+    """How pictures name each image of the set: its ``file_name`` and the id in its own file."""
+    return {
+        image["id"]: f"{image['file_name']} (id {image.get('original_id', image['id'])})"
+        for image in coco.gt["images"]
+    }

@@ -88,7 +88,9 @@ def _box(ax: Axes, xywh: Sequence[float], colour: tuple[float, float, float], wi
     ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=width))
 
 
-def draw_pair(ax: Axes, image: np.ndarray, pair: PairResult, table: PairTable, threshold: float) -> None:
+def draw_pair(
+    ax: Axes, image: np.ndarray, pair: PairResult, table: PairTable, threshold: float, name: str | None = None
+) -> None:
     """Draw one pair on ``ax``: predictions above ``threshold`` and the truth, coloured by match.
 
     Args:
@@ -97,6 +99,7 @@ def draw_pair(ax: Axes, image: np.ndarray, pair: PairResult, table: PairTable, t
         pair: The pair.
         table: The table that made ``pair`` (decodes true masks).
         threshold: Score a prediction needs to be drawn.
+        name: How the title names the image (its file and id); default ``image <id>``.
     """
     kept = pair.kept(threshold)
     pred_hit, truth_hit = (set(idx.tolist()) for idx in pair.matches(threshold))
@@ -125,8 +128,9 @@ def draw_pair(ax: Axes, image: np.ndarray, pair: PairResult, table: PairTable, t
     for xywh, colour, width in boxes:
         _box(ax, xywh, colour, width)
     status = f"F1 {pair.f1(threshold):.2f}" if pair.is_positive else "absent"
+    image_name = name or f"image {pair.image_id}"
     ax.set_title(
-        f"{pair.phrase!r} on image {pair.image_id}\npredicted {kept} / true {len(pair.truth)}, {status}",
+        f"{pair.phrase!r} on {image_name}\npredicted {kept} / true {len(pair.truth)}, {status}",
         fontsize=8,
     )
     ax.set_xticks([])
@@ -139,6 +143,7 @@ def pairs_figure(
     image_paths: Mapping[int, Path],
     threshold: float,
     cols: int = 3,
+    names: Mapping[int, str] | None = None,
 ) -> Figure:
     """A grid of :func:`draw_pair` panels with a colour legend.
 
@@ -148,6 +153,7 @@ def pairs_figure(
         image_paths: Image file of each image id.
         threshold: Score a prediction needs to be drawn.
         cols: Panels per row at most.
+        names: How each image is named in its panel's title (see `draw_pair`).
 
     Returns:
         The figure.
@@ -159,7 +165,8 @@ def pairs_figure(
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.4 / height, top=1 - 0.45 / height, hspace=0.25)
     for slot, pair in enumerate(pairs):
         image = read_rgb(image_paths[pair.image_id], where=f"image id {pair.image_id}")
-        draw_pair(fig.add_subplot(rows, cols, slot + 1), image, pair, table, threshold)
+        name = None if names is None else names.get(pair.image_id)
+        draw_pair(fig.add_subplot(rows, cols, slot + 1), image, pair, table, threshold, name)
     legend = [
         Patch(color=MATCHED, label="prediction, matched"),
         Patch(color=FALSE_POSITIVE, label="prediction, false positive"),

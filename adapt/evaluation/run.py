@@ -7,7 +7,7 @@ from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pycocotools.cocoeval import COCOeval
@@ -17,7 +17,7 @@ from sam3_adapt.data_mix.readers.coco import CocoSet
 from sam3_adapt.evaluation.breakdowns import breakdowns, count_errors
 from sam3_adapt.evaluation.calibration import calibration, calibration_figure
 from sam3_adapt.evaluation.curves import pr_figure
-from sam3_adapt.evaluation.data import as_list, read_eval_set
+from sam3_adapt.evaluation.data import as_list, image_names, original_records, read_eval_set
 from sam3_adapt.evaluation.pairs import PairTable
 from sam3_adapt.evaluation.pictures import pairs_figure, select_pairs
 from sam3_adapt.evaluation.report import write_report
@@ -49,6 +49,7 @@ def predict_set(
     max_detections: int,
     num_workers: int,
     progress: bool,
+    resize: Literal["letterbox", "squash"] = "letterbox",
 ) -> Run:
     """Run a model over every (image, phrase) pair of ``coco`` and collect its detections.
 
@@ -67,6 +68,7 @@ def predict_set(
         num_workers=num_workers,
         progress=progress,
         desc=f"evaluate {label}",
+        resize=resize,
     )
     for result in results:
         image_id, found = result.sample.image_id, result.detections
@@ -109,9 +111,10 @@ def draw_figures(
         "pr_curves": pr_figure(cocoeval, phrases, f"precision-recall: {run.label}"),
     }
     image_paths = {sample.image_id: sample.image_path for sample in coco.samples}
+    names = image_names(coco)
     for key, pairs in select_pairs(run.table.pairs, threshold, count).items():
         if pairs:
-            figures[key] = pairs_figure(pairs, run.table, image_paths, threshold)
+            figures[key] = pairs_figure(pairs, run.table, image_paths, threshold, names=names)
     paths = {}
     for key, figure in figures.items():
         paths[key] = folder / f"{prefix}_{key}.png"
@@ -124,9 +127,10 @@ def evaluate(
     image_dir: str | list[str],
     model: str = "tiny",
     adapter: str | None = None,
-    baseline: bool = False,
+    baseline: bool | str = False,
     out: str = "runs/evaluate",
     image_size: int | None = None,
+    resize: Literal["letterbox", "squash"] = "letterbox",
     batch_size: int = 4,
     score_threshold: float = 0.5,
     max_detections: int = 100,
@@ -145,7 +149,10 @@ def evaluate(
     Every image is queried with every phrase of its file: phrases with instances are positive pairs,
     the others negative pairs. Writes into ``out``: ``metrics.json`` (headline metrics, counts,
     calibration sweep, breakdowns; with ``baseline`` also the base model's and the deltas),
-    ``results.json`` (COCO results, masks as RLE; ``baseline_results.json`` for the base),
+    ``results.json`` (COCO results, masks as RLE; ``baseline_results.json`` for the baseline) with
+    the image and category ids of the user's own files and each image's ``file_name`` (with several
+    files, each record also names its ``source``, and ``results-1.json``, ... hold each file's records
+    alone, ready for pycocotools against that file),
     ``report.html`` (a single self-contained file), the report's figures as PNG in ``figures/`` and
     ``manifest.json`` (what wrote the folder, from which inputs, and every file's size and SHA-256).
     The folder appears only when all of it is written (see `sam3_adapt.fitting.out_folder`): a run
@@ -157,12 +164,21 @@ def evaluate(
         image_dir: Folder the images' ``file_name`` values are relative to (one per file, or one for all).
         model: Base SAM 3: hub id, local HF-format folder, or ``tiny`` / ``tiny-random``.
         adapter: PEFT adapter (hub id or folder) to put on ``model``; it must have been trained on it.
-        baseline: Also evaluate ``model`` without the adapter and report both side by side with deltas.
+        baseline: A second model to report side by side with deltas: ``true`` for ``model`` without
+            its adapter, or any model spec: a base (hub id, HF-format folder, ``tiny``), merged weights
+            (the folder ``export --merged true`` writes; how full fine-tuning gets its before/after),
+            or a local adapter folder (``adapter_config.json``), put on ``model``.
         out: Output folder; it must be new or empty unless ``overwrite`` is given.
         image_size: Network input side in pixels; default: the checkpoint's processor size.
+        resize: ``letterbox``: each image's longer side is resized to ``image_size``, its aspect ratio
+            kept, and the square padded (detections map back exactly); ``squash``: stretched to the
+            square, as SAM 3's reference evaluation does.
         batch_size: Images per forward pass (each brings all of its phrases).
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
         max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
+            A pair never has more than the model's object slots (20 for ``tiny``, 200 for
+            ``facebook/sam3``); a set with more instances in a pair gets a warning with its best
+            possible recall.
         prompt_map: Phrase overrides ``{category name: phrase}`` or a JSON/YAML file with them.
         hard_negatives: YAML or CSV files of confusions (see `sam3_adapt.data_mix.negatives.files`): their
             phrases
@@ -180,12 +196,15 @@ def evaluate(
         The content of ``metrics.json``.
 
     Raises:
-        ValueError: On a set without positive pairs, ``baseline`` without ``adapter``, an adapter
+        ValueError: On a set without positive pairs, ``baseline=True`` without ``adapter``, an adapter
             trained on another base model, or a bad setting.
         OutFolderError: If ``out`` is not empty (without ``overwrite``) or another run writes it.
     """
-    if baseline and adapter is None:
-        raise ValueError("baseline=True compares an adapted model with its base: also pass adapter")
+    if baseline is True and adapter is None:
+        raise ValueError(
+            "baseline=true compares an adapted model with its base: also pass adapter, or name the baseline "
+            "model (--baseline tiny, --baseline path/to/merged)"
+        )
     if not 0.0 < score_threshold <= 1.0:
         raise ValueError(f"score_threshold must be in (0, 1], got {score_threshold}")
     if batch_size < 1 or max_detections < 1 or pictures < 0:
@@ -199,6 +218,7 @@ def evaluate(
         "hard_negatives": hard_negatives,
         "concept_tree": concept_tree,
     }
+    final = Path(out).absolute()
     with OutFolder(out, "evaluate", inputs, overwrite) as root:
         coco = read_eval_set(data_json, image_dir, prompt_map)
         if hard_negatives or sibling_negatives or concept_tree:
@@ -212,28 +232,47 @@ def evaluate(
             segmenter.check_phrase(phrase, origin)
         settings = {
             "image_size": image_size or segmenter.image_size,
+            "resize": resize,
             "batch_size": batch_size,
             "score_threshold": score_threshold,
             "max_detections": max_detections,
             "num_workers": num_workers,
             "progress": progress,
         }
-        # Local folders are named by their last component; hub ids and short names as given.
-        name = Path(model).name if Path(model).exists() else model
-        runs = {"model": (adapter, f"{name} + {Path(adapter).name}" if adapter else name, nullcontext())}
-        if baseline:
+        name = model_name(model)
+        runs = {
+            "model": (
+                segmenter,
+                model,
+                adapter,
+                f"{name} + {Path(adapter).name}" if adapter else name,
+                nullcontext(),
+            )
+        }
+        if baseline is True:
             # The base model is the adapted one with its LoRA layers switched off: no second load.
-            runs["baseline"] = (None, f"{name} (base)", segmenter.network.disable_adapter())
+            runs["baseline"] = (segmenter, model, None, f"{name} (base)", segmenter.network.disable_adapter())
+        elif baseline:
+            runs["baseline"] = baseline_run(str(baseline), model, device, coco)
         summary: dict[str, Any] = {}
         figures = {}
-        for key, (run_adapter, label, adapters) in runs.items():
+        for key, (run_segmenter, run_model, run_adapter, label, adapters) in runs.items():
             with adapters:
-                run = predict_set(coco, segmenter, label, **settings)
+                run = predict_set(coco, run_segmenter, label, **settings)
             result, cocoeval = analyse(run, score_threshold, hard)
-            result.update(model=model, adapter=run_adapter)
+            result.update(model=run_model, adapter=run_adapter)
             results_file = root / ("results.json" if key == "model" else f"{key}_results.json")
-            write_coco_results(results_file, run.evaluator.results)
-            result["results_file"] = str(Path(out).absolute() / results_file.name)
+            groups = original_records(run.evaluator.results, coco)
+            records = [record for group in groups.values() for record in group]
+            write_coco_results(results_file, records)
+            result["results_file"] = str(final / results_file.name)
+            if len(as_list(data_json)) > 1:
+                result["results_by_source"] = {
+                    source: str(
+                        final / write_coco_results(root / f"{results_file.stem}-{k}.json", group).name
+                    )
+                    for k, (source, group) in enumerate(per_source(coco, groups).items(), 1)
+                }
             figures[key] = draw_figures(run, result, cocoeval, coco, root / "figures", key, pictures)
             summary[key] = result
         if baseline:
@@ -243,15 +282,45 @@ def evaluate(
         summary["settings"] = {
             "score_threshold": score_threshold,
             "max_detections": max_detections,
+            "object_slots": segmenter.num_slots,
             "image_size": settings["image_size"],
+            "resize": resize,
             "match_iou_type": run.evaluator.cgf1_iou_type,
             "skipped": run.evaluator.skipped,
         }
         (root / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         write_report(root / "report.html", summary, figures)
-    final = Path(out).absolute()
     print(headline_text(summary) + f"\nreport: {final / 'report.html'}\nmetrics: {final / 'metrics.json'}")
     return summary
+
+
+def model_name(model: str) -> str:
+    """A model spec as reports name it: a local folder by its last name, hub ids and short names as given."""
+    return Path(model).name if Path(model).exists() else model
+
+
+def baseline_run(
+    spec: str, model: str, device: str, coco: CocoSet
+) -> tuple[ConceptSegmenter, str, str | None, str, nullcontext]:
+    """Load the baseline a model spec names: a local adapter folder goes on ``model``, anything else loads.
+
+    Returns:
+        ``(segmenter, model, adapter, label, context)`` as `evaluate` runs it.
+    """
+    if (Path(spec) / "adapter_config.json").is_file():
+        base, adapter, label = model, spec, f"{model_name(model)} + {Path(spec).name}"
+    else:
+        base, adapter, label = spec, None, model_name(spec)
+    segmenter = load_segmenter(base, adapter, device=device)
+    for phrase, origin in coco.phrases.values():
+        segmenter.check_phrase(phrase, origin)
+    return segmenter, base, adapter, f"{label} (baseline)", nullcontext()
+
+
+def per_source(coco: CocoSet, groups: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``groups`` for every source of a merged set, in file order, empty for a source without results."""
+    sources = list(dict.fromkeys(image["source"] for image in coco.gt["images"]))
+    return {source: groups.get(source, []) for source in sources}
 
 
 def hard_negative_pairs(coco: CocoSet) -> set[tuple[int, int]]:

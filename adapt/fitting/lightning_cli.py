@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
 from sam3_adapt.fitting.exact_resume import ExactResume
+from sam3_adapt.fitting.fit_health import FitHealth
 from sam3_adapt.fitting.progress import LineProgress
 from sam3_adapt.fitting.run_files import (
     load_checkpoint,
@@ -99,8 +100,12 @@ class ConceptCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer: a CSV logger by default, and line progress when stdout is not a terminal."""
+        """The trainer: a CSV logger by default, line progress when stdout is not a terminal, fit health.
+
+        `FitHealth` reports the train-set AP before and after a fit and warns when it did not move.
+        """
         callbacks = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+        callbacks.append(FitHealth())
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         if config.get("logger") in (None, True):
             # Lightning's own default when TensorBoard is absent, said explicitly: it would warn each run.

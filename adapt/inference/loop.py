@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from sam3_adapt.data_mix.batch import QueryTarget
 from sam3_adapt.data_mix.dataset import eval_loader
 from sam3_adapt.data_mix.samples import ConceptSample
-from sam3_adapt.model.detections import QueryDetections, detect
+from sam3_adapt.inference.slots import check_slots
+from sam3_adapt.model.detections import QueryDetections, Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 
 
@@ -52,25 +53,31 @@ def predict_samples(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "predict",
+    resize: Resize = "letterbox",
 ) -> Iterator[QueryResult]:
     """Run a model over every query of every sample, in file order.
 
-    Images go through the evaluation transform (a plain resize), each image's vision features are
+    Images go through the evaluation transform (by default a letterbox: aspect ratio kept, padded
+    to the square; see `sam3_adapt.data_mix.transforms.eval_transform`), each image's vision features are
     computed once for all of its phrases, and detections are mapped back to the original pixels.
-    A query whose every object vanishes under the resize is skipped, as in validation.
+    A query whose every object vanishes under the resize is skipped, as in validation. A set with
+    more instances in one pair than the model has object slots gets a warning with the best
+    recall any model of that size can reach (`sam3_adapt.inference.slots`).
 
     Args:
         segmenter: The model; put in eval mode here.
         samples: The images and their queries (the phrases to ask).
         image_size: Network input side; default the segmenter's (its processor's) size.
         batch_size: Images per forward pass.
-        max_detections: Detections kept per query.
+        max_detections: Detections kept per query; a query never has more than the model's object
+            slots (`ConceptSegmenter.num_slots`), so a larger value keeps them all.
         min_score: Detections scoring below this are dropped.
         masks: Decode masks; ``False`` for box-only models or when only scores and boxes matter.
         phrase_chunk: Phrases per detector pass (memory is flat in the number of phrases).
         num_workers: DataLoader worker processes.
         progress: Show a progress bar over images.
         desc: The progress bar's label.
+        resize: ``"letterbox"`` (aspect ratio kept) or ``"squash"`` (stretched to the square).
 
     Yields:
         One :class:`QueryResult` per query.
@@ -84,9 +91,12 @@ def predict_samples(
     by_id = {sample.image_id: sample for sample in samples}
     if len(by_id) != len(samples):
         raise ValueError("predict_samples needs distinct image ids")
+    check_slots(samples, segmenter.num_slots, ", ".join(sorted({s.source for s in samples})) or desc)
     segmenter.eval()
     # Ground-truth masks are not decoded: predictions are scored against the set's own annotations.
-    loader = eval_loader(samples, size, batch_size=batch_size, num_workers=num_workers, target_masks=False)
+    loader = eval_loader(
+        samples, size, batch_size=batch_size, num_workers=num_workers, resize=resize, target_masks=False
+    )
     with tqdm(total=len(samples), desc=desc, unit="image", disable=not progress) as bar:
         for batch in loader:
             found = detect(
@@ -99,6 +109,7 @@ def predict_samples(
                 min_score=min_score,
                 masks=masks,
                 phrase_chunk=phrase_chunk,
+                resize=resize,
             )
             image_ids = batch["image_ids"][batch["query_image_index"]].tolist()
             for q, detections in enumerate(found):

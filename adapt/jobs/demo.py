@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from sam3_adapt.data_mix.datamodule import ConceptDataModule
 from sam3_adapt.data_mix.readers.coco import read_coco
 from sam3_adapt.data_mix.samples import ConceptSample
 from sam3_adapt.data_mix.synthetic.concept_world import concept_tree_file, write_demo_worlds
+from sam3_adapt.fitting.fit_health import FitHealth
 from sam3_adapt.fitting.lightning_cli import lightning_cli
 from sam3_adapt.fitting.recipe_files import recipe_path
 from sam3_adapt.inference.loop import QueryResult, predict_samples
@@ -169,6 +171,9 @@ def demo(
         "before": before,
         "after": after,
     }
+    health = next((c.health for c in cli.trainer.callbacks if isinstance(c, FitHealth)), None)
+    if health is not None:
+        results["fit_health"] = {**asdict(health), "learning": health.learning}
     results["adapter"] = str(adapter)
     results["picture"] = str(save_figure(picture, root / "before_after.png", dpi=80))
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -225,6 +230,14 @@ def format_table(results: dict[str, Any]) -> str:
                 continue
             b, a = results["before"][split][metric], results["after"][split][metric]
             lines.append(f"| {label} | {metric} | {b:.3f} | {a:.3f} | {a - b:+.3f} |")
+    health = results.get("fit_health")
+    if health is not None:
+        state = "learning" if health["learning"] else "NOT learning: see the warning above"
+        lines += [
+            "",
+            f"train-set {health['metric']} on {health['images']} of the shots: base {health['base']:.3f}, "
+            f"after training {health['after']:.3f} ({state})",
+        ]
     lines += [
         "",
         f"adapter: {results['adapter']}  (load it: load_sam3('tiny', adapter='{results['adapter']}'))",

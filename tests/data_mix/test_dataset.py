@@ -59,8 +59,9 @@ def test_box_only_instances_have_empty_masks(tmp_path):
     item = ConceptDataset([sample], eval_transform(60))[0]
     assert item["has_mask"][0].tolist() == [False, True]
     assert not item["masks"][0][0].any()
-    torch.testing.assert_close(item["boxes"][0][0], torch.tensor([3 / 30, 2 / 20, 12 / 30, 10 / 20]))
-    torch.testing.assert_close(_mask_box(item["masks"][0][1]), torch.tensor([30.0, 15.0, 54.0, 45.0]))
+    # Letterboxed: both axes normalised by the longer side (30 px).
+    torch.testing.assert_close(item["boxes"][0][0], torch.tensor([3 / 30, 2 / 30, 12 / 30, 10 / 30]))
+    torch.testing.assert_close(_mask_box(item["masks"][0][1]), torch.tensor([30.0, 10.0, 54.0, 30.0]))
 
 
 def test_vanished_instances_drop_with_their_masks(tmp_path):

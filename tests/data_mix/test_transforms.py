@@ -40,10 +40,11 @@ def test_train_transform_keeps_boxes_and_masks_together():
         assert list(out["instance_index"]) == [0, 1]
         for box, mask in zip(np.asarray(out["bboxes"]), out["masks"], strict=True):
             assert np.abs(_mask_box(mask) - box).max() <= 1.0
-        # squash + pad: the image content lies in an s x s square, zeros around it
+        # letterbox + pad: the 80 x 50 image content lies in an s x (s * 50 / 80) box, zeros around it
         nonzero = np.nonzero(out["image"].any(axis=2))
-        side = nonzero[0].max() - nonzero[0].min() + 1
-        assert side in train_sizes(96, step=16) and nonzero[1].max() - nonzero[1].min() + 1 == side
+        side = nonzero[1].max() - nonzero[1].min() + 1
+        assert side in train_sizes(96, step=16)
+        assert nonzero[0].max() - nonzero[0].min() + 1 == round(side * 50 / 80)
         offsets.add((nonzero[0].min(), nonzero[1].min()))
     assert len(offsets) > 1  # random size / position
 
@@ -59,10 +60,20 @@ def test_train_transform_reproducible_with_seed():
     np.testing.assert_allclose(outs[0]["bboxes"], outs[1]["bboxes"])
 
 
-def test_eval_transform_is_plain_square_resize():
+def test_eval_transform_letterboxes_by_default():
     image, boxes, masks = _scene(np.random.default_rng(2))
     out = eval_transform(64)(image=image, bboxes=boxes, instance_index=[0, 1], masks=masks)
+    assert out["image"].shape == (64, 64, 3) and out["image"][40:].max() == 0  # 80 x 50 -> 64 x 40
+    back = np.asarray(out["bboxes"]) / 64 * 80  # both axes by the longer side
+    np.testing.assert_allclose(back, boxes, atol=1e-3)
+
+
+def test_eval_transform_can_squash():
+    image, boxes, masks = _scene(np.random.default_rng(2))
+    out = eval_transform(64, "squash")(image=image, bboxes=boxes, instance_index=[0, 1], masks=masks)
     assert out["image"].shape == (64, 64, 3)
     normalised = np.asarray(out["bboxes"]) / 64
     back = normalised * np.array([80, 50, 80, 50])
     np.testing.assert_allclose(back, boxes, atol=1e-3)
+    with pytest.raises(ValueError, match="letterbox"):
+        eval_transform(64, "crop")

@@ -14,8 +14,10 @@ from transformers import Sam3Model
 
 from sam3_adapt.data_mix.synthetic.concept_world import write_world
 from sam3_adapt.evaluation import evaluate
+from sam3_adapt.evaluation.calibration import THRESHOLDS
 from sam3_adapt.model.adaptation import LoraSettings, apply_lora
-from sam3_adapt.model.persistence import save_adapter
+from sam3_adapt.model.loading import load_sam3
+from sam3_adapt.model.persistence import save_adapter, save_merged
 from sam3_adapt.model.tiny import write_tiny_random_sam3
 
 THRESHOLD = 0.25  # the random tiny model scores about 0.25, so this threshold splits its detections
@@ -112,7 +114,7 @@ def test_writes_metrics_results_and_report(compared, setup):
             "crowdedness",
             "instance size",
         }
-        assert len(summary[run]["calibration"]["sweep"]) == 19
+        assert len(summary[run]["calibration"]["sweep"]) == len(THRESHOLDS)
     assert summary["model"]["adapter"] == str(setup["adapter"]) and summary["baseline"]["adapter"] is None
     # COCO results with RLE masks that pycocotools loads against the set's ground truth.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -246,3 +248,42 @@ def test_sibling_negatives_are_reported_as_hard_negatives(setup, tmp_path):
     assert kinds["hard negative"]["pairs"] == len(hard) > 0
     total_negatives = len(coco["images"]) * len(coco["categories"]) - len(present)
     assert kinds["hard negative"]["pairs"] + kinds.get("negative", {"pairs": 0})["pairs"] == total_negatives
+
+
+def test_merged_weights_get_a_side_by_side_report_against_any_baseline(compared, setup, tmp_path):
+    # Full fine-tuning exports merged weights: the adapter merged into the base stands in for them.
+    network, processor = load_sam3(str(setup["base"]), adapter=str(setup["adapter"]))
+    merged = save_merged(network, tmp_path / "merged", processor)
+    out = tmp_path / "out"
+    summary = evaluate(
+        str(setup["json"]),
+        str(setup["images"]),
+        model=str(merged),
+        baseline=str(setup["base"]),
+        out=str(out),
+        score_threshold=THRESHOLD,
+        pictures=0,
+        progress=False,
+    )
+    adapted, base = compared[0]["model"]["metrics"], compared[0]["baseline"]["metrics"]
+    assert summary["model"]["metrics"] == pytest.approx(adapted, abs=1e-6)
+    assert summary["baseline"]["metrics"] == pytest.approx(base, abs=1e-6)
+    assert summary["delta"] == pytest.approx({k: adapted[k] - base[k] for k in adapted}, abs=1e-6)
+    assert summary["baseline"]["model"] == str(setup["base"]) and summary["baseline"]["adapter"] is None
+    header = parse_report(out / "report.html").headline[0]
+    assert header[:3] == ["metric", "merged", f"{setup['base'].name} (baseline)"]
+
+
+def test_an_adapter_folder_as_baseline_goes_on_the_model(compared, setup, tmp_path):
+    summary = evaluate(
+        str(setup["json"]),
+        str(setup["images"]),
+        model=str(setup["base"]),
+        baseline=str(setup["adapter"]),
+        out=str(tmp_path / "out"),
+        score_threshold=THRESHOLD,
+        pictures=0,
+        progress=False,
+    )
+    assert summary["baseline"]["adapter"] == str(setup["adapter"])
+    assert summary["baseline"]["metrics"] == pytest.approx(compared[0]["model"]["metrics"], abs=1e-6)

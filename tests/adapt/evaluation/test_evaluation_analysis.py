@@ -298,3 +298,14 @@ def test_an_saco_set_evaluates_as_its_coco_twin(tmp_path):
     saco_path.write_text(json.dumps(coco_to_saco(json.loads(json_path.read_text()))))
     coco_set, saco_set = read_eval_set(json_path, image_dir), read_eval_set(saco_path, image_dir)
     assert view(saco_set.samples) == view(coco_set.samples)
+
+
+def test_the_sweep_reaches_down_to_001(evaluated):
+    assert THRESHOLDS[0] == 0.01 and list(THRESHOLDS) == sorted(THRESHOLDS)
+    evaluator, table = evaluated
+    # Scores of a model that never reaches 0.05: its best operating point is below that.
+    low = copy.deepcopy(table.pairs)
+    for pair in low:
+        pair.scores = pair.scores * 0.04
+    rows = calibration(low)
+    assert rows["best_F1"]["threshold"] < 0.05 and rows["best_F1"]["F1"] > 0
