@@ -3,14 +3,14 @@
 ``evaluate``, ``export`` and ``publish`` write through :class:`OutFolder`. Everything goes into a hidden
 staging folder beside the target (``.NAME.partial-PID``). Only when the command has finished is a
 ``manifest.json`` written and the staging folder renamed into place, one ``rename`` on the same file
-system. A run that is killed leaves the target as it was; its staging folder and lock are cleaned
-up by the next run. A lock file (``.NAME.lock``, holding the owner's PID) stops two runs from
-writing one folder, and a target that is not empty is refused unless ``overwrite`` is given.
+system. A run that is killed leaves the target as it was; its staging folder is cleaned up by the
+next run. An advisory lock on ``.NAME.lock`` (``filelock``; the kernel releases it when its process
+dies, so a killed run never leaves a stale lock) stops two runs from writing one folder; the lock
+file itself stays, empty. A target that is not empty is refused unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 #: File every finished output folder holds; ``upload`` refuses a folder without a valid one.
 MANIFEST = "manifest.json"
@@ -62,7 +64,14 @@ class OutFolder:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if self.out.exists() and not self.out.is_dir():
             raise OutFolderError(f"--out {self.out} is a file, not a folder")
-        self._take_lock()
+        self._lock = FileLock(self.lock)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise OutFolderError(
+                f"--out {self.out} is being written by another run (it holds {self.lock}); wait for it to "
+                "finish or choose another folder"
+            ) from None
         try:
             if not self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
                 raise OutFolderError(
@@ -73,7 +82,7 @@ class OutFolder:
                 shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the lock
             self.staging.mkdir()
         except BaseException:
-            self.lock.unlink(missing_ok=True)
+            self._lock.release()
             raise
         return self.staging
 
@@ -85,7 +94,8 @@ class OutFolder:
                 self._finish()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
-            self.lock.unlink(missing_ok=True)
+            # The lock file stays: deleting it would let a waiting process lock a file no longer there.
+            self._lock.release()
 
     def _finish(self) -> None:
         manifest = {
@@ -109,24 +119,6 @@ class OutFolder:
         _fsync_dir(self.out.parent)
         if replaced:
             shutil.rmtree(old, ignore_errors=True)
-
-    def _take_lock(self) -> None:
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = _lock_owner(self.lock)
-                if owner is not None and _alive(owner):
-                    raise OutFolderError(
-                        f"--out {self.out} is being written by another run (pid {owner}, lock "
-                        f"{self.lock}); wait for it to finish or choose another folder"
-                    ) from None
-                self.lock.unlink(missing_ok=True)  # its owner died: the lock is stale
-                continue
-            with os.fdopen(fd, "w") as file:
-                file.write(f"{os.getpid()}\n")
-            return
-        raise OutFolderError(f"could not lock {self.out}: another run keeps taking {self.lock}")
 
 
 def file_list(folder: Path) -> dict[str, dict[str, Any]]:
@@ -198,23 +190,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _lock_owner(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except OSError as error:
-        return error.errno == errno.EPERM
-    return True
 
 
 def _fsync_tree(folder: Path) -> None:

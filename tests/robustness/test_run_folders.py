@@ -55,7 +55,7 @@ def test_two_evaluations_into_one_folder_one_wins_one_is_refused(labelled, tmp_p
     assert len(refused) == 1 and "Traceback" not in refused[0]
     assert "being written by another run" in refused[0] or "is not empty" in refused[0], refused
     assert check_complete(out, "evaluate")["files"].keys() >= {"metrics.json", "results.json", "report.html"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock or staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no staging folder left
 
 
 def kill_when_writing(command: list[str], staging_glob: str, parent: Path) -> None:
@@ -79,7 +79,7 @@ def test_a_killed_evaluation_leaves_out_as_it_was_and_the_next_run_succeeds(labe
 
     kill_when_writing(evaluate_command(labelled, out, "--overwrite", "true"), ".out.partial-*", tmp_path)
     assert snapshot(out) == before  # the earlier result is whole and untouched
-    assert (tmp_path / ".out.lock").exists()  # the dead run's lock is left behind ...
+    assert list(tmp_path.glob(".out.partial-*"))  # the dead run's half-written folder is left behind ...
 
     kill_when_writing(evaluate_command(labelled, tmp_path / "new"), ".new.partial-*", tmp_path)
     assert not (tmp_path / "new").exists()  # no partial folder ever becomes visible
@@ -87,4 +87,4 @@ def test_a_killed_evaluation_leaves_out_as_it_was_and_the_next_run_succeeds(labe
     again = run_cli(evaluate_command(labelled, out, "--overwrite", "true"))
     assert again.returncode == 0, again.stderr  # ... and the next run takes it over and cleans up
     check_complete(out, "evaluate")
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+    assert not list(tmp_path.glob(".out.partial-*"))

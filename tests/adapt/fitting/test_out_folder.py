@@ -28,7 +28,7 @@ def test_a_finished_folder_holds_its_files_and_a_manifest(tmp_path):
     manifest = check_complete(tmp_path / "out", "evaluate")
     assert sorted(manifest["files"]) == ["figures/a.png", "metrics.json"]
     assert manifest["inputs"] == {"data_json": {"path": str(data), "bytes": 2}, "baseline": True}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "val.json"]  # no lock, no staging left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "val.json"]  # no staging left
 
 
 def test_a_failure_leaves_the_old_folder_as_it_was(tmp_path):
@@ -41,7 +41,7 @@ def test_a_failure_leaves_the_old_folder_as_it_was(tmp_path):
             write_result(staging, "new")
             raise RuntimeError("model failed")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_a_full_folder_is_refused_without_overwrite_and_replaced_with_it(tmp_path):
@@ -61,22 +61,26 @@ def test_a_full_folder_is_refused_without_overwrite_and_replaced_with_it(tmp_pat
         OutFolder(tmp_path / "file", "evaluate", {}).__enter__()
 
 
-def test_a_live_lock_refuses_and_a_dead_ones_leftovers_are_cleaned(tmp_path):
+def test_a_live_writer_refuses_a_second_and_a_dead_ones_leftovers_are_cleaned(tmp_path):
     out = tmp_path / "out"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = (
+        "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire();"
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    lock = str(tmp_path / ".out.lock")
+    writer = subprocess.Popen([sys.executable, "-c", holder, lock], stdout=subprocess.PIPE)
     try:
-        (tmp_path / ".out.lock").write_text(f"{sleeper.pid}\n")
-        with pytest.raises(OutFolderError, match=f"being written by another run \\(pid {sleeper.pid}"):
+        assert writer.stdout.readline().strip() == b"locked"
+        with pytest.raises(OutFolderError, match="being written by another run"):
             OutFolder(out, "evaluate", {}).__enter__()
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    # The owner died (killed): its lock and half-written folder are what a new run finds.
-    (tmp_path / f".out.partial-{sleeper.pid}").mkdir()
-    (tmp_path / f".out.partial-{sleeper.pid}" / "results.json").write_text("[")
+        writer.kill()  # like kill -9: the kernel drops its lock with the process
+        writer.wait()
+    (tmp_path / f".out.partial-{writer.pid}").mkdir()  # what the dead writer had half written
+    (tmp_path / f".out.partial-{writer.pid}" / "results.json").write_text("[")
     with OutFolder(out, "evaluate", {}) as staging:
         (staging / "metrics.json").write_text("{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
     assert check_complete(out)["command"] == "evaluate"
 
 

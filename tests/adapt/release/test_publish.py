@@ -305,5 +305,5 @@ def test_a_killed_publish_leaves_no_folder_and_upload_refuses_what_it_left(train
         assert hub.requests == []
     done = subprocess.run([*command, "--out", str(out), "--num_samples", "0"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pub"]  # the leftovers are cleaned up
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pub.lock", "pub"]  # leftovers cleaned up
     assert check_complete(out, "publish")["inputs"]["kind"] == "adapter"
