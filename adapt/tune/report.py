@@ -46,6 +46,10 @@ def write_plots(study: optuna.Study, out: str | Path, metric: str) -> dict[str, 
     # Optuna's plots switch pyplot to its ggplot style; the context puts the caller's style back.
     with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # What Optuna's plots say about a study of few trials (an empty legend, equal importances):
+        # the plot shows it, and the summary's table gives the figures.
+        warnings.filterwarnings("ignore", message="No artists with labels found to put in legend")
+        warnings.filterwarnings("ignore", message="Target and region quantiles select the same set of trials")
         axes = optuna_plots.plot_optimization_history(study, target_name=metric)
         plots["history"] = _save_plot(axes, out / "optimization-history.png")
         if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= MIN_TRIALS_FOR_IMPORTANCE:
