@@ -25,12 +25,56 @@ class QueryDetections:
             `CroppedMasks`; ``np.asarray`` or ``.dense()`` gives the array), or ``None`` when masks
             were not decoded.
         presence: Probability that the phrase is present at all.
+        stability: ``(K,)`` mask stability, the IoU of each mask thresholded at ``+STABILITY_OFFSET``
+            and at ``-STABILITY_OFFSET`` on its logits (SAM's stability score, at the network's
+            resolution), or ``None`` when masks were not decoded.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     masks: CroppedMasks | None
     presence: float
+    stability: torch.Tensor | None = None
+
+    def hflipped(self, width: int) -> QueryDetections:
+        """These detections mirrored left-right in an image ``width`` pixels wide.
+
+        Detections of a mirrored image, mirrored back, are in the original image's pixels; this is
+        how a flip test-time transform is compared with the plain pass.
+        """
+        boxes = self.boxes.clone()
+        boxes[:, 0], boxes[:, 2] = width - self.boxes[:, 2], width - self.boxes[:, 0]
+        masks = None
+        if self.masks is not None:
+            crops = [crop.flip(-1) for crop in self.masks.crops]
+            offsets = [
+                (top, width - left - crop.shape[1]) if crop.numel() else (top, left)
+                for crop, (top, left) in zip(self.masks.crops, self.masks.offsets, strict=True)
+            ]
+            masks = CroppedMasks(crops, offsets, self.masks.size)
+        return QueryDetections(boxes, self.scores, masks, self.presence, self.stability)
+
+
+#: Logit offset of the mask stability score (SAM's ``stability_score_offset``).
+STABILITY_OFFSET = 1.0
+
+
+def mask_stability(logits: torch.Tensor, offset: float = STABILITY_OFFSET) -> torch.Tensor:
+    """IoU of each mask thresholded at ``+offset`` and at ``-offset``: how much a mask moves with the cut.
+
+    The mask at ``+offset`` lies inside the one at ``-offset``, so the IoU is the ratio of their areas
+    (1 for an empty mask at ``-offset``).
+
+    Args:
+        logits: ``(K, h, w)`` mask logits.
+        offset: Logit offset of the two thresholds.
+
+    Returns:
+        ``(K,)`` float32 in ``[0, 1]``.
+    """
+    inner = (logits > offset).flatten(1).sum(-1).float()
+    outer = (logits > -offset).flatten(1).sum(-1).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
 
 
 def detections_per_query(
@@ -67,12 +111,18 @@ def detections_per_query(
         keep = scores[q].argsort(descending=True)[:top_k]
         keep = keep[scores[q, keep] >= min_score]
         scale = boxes.new_tensor([width, height, width, height])
-        masks = None
+        masks = stability = None
         if outputs.masks is not None and q in mask_row:
-            masks = paste_masks(outputs.masks[mask_row[q], keep], height, width)
+            logits = outputs.masks[mask_row[q], keep]
+            masks = paste_masks(logits, height, width)
+            stability = mask_stability(logits.float())
         results.append(
             QueryDetections(
-                boxes=boxes[q, keep] * scale, scores=scores[q, keep], masks=masks, presence=float(presence[q])
+                boxes=boxes[q, keep] * scale,
+                scores=scores[q, keep],
+                masks=masks,
+                presence=float(presence[q]),
+                stability=stability,
             )
         )
     return results

@@ -51,6 +51,7 @@ def predict_samples(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "predict",
+    hflip: bool = False,
 ) -> Iterator[QueryResult]:
     """Run a model over every query of every sample, in file order.
 
@@ -70,6 +71,8 @@ def predict_samples(
         num_workers: DataLoader worker processes.
         progress: Show a progress bar over images.
         desc: The progress bar's label.
+        hflip: Run on the images mirrored left-right and mirror the detections back (a test-time
+            transform: the data engine compares it with the plain pass).
 
     Yields:
         One :class:`QueryResult` per query.
@@ -89,7 +92,7 @@ def predict_samples(
         for batch in loader:
             found = detect(
                 segmenter,
-                batch["pixel_values"],
+                batch["pixel_values"].flip(-1) if hflip else batch["pixel_values"],
                 batch["phrases"],
                 batch["query_image_index"],
                 batch["orig_sizes"],
@@ -99,7 +102,10 @@ def predict_samples(
                 phrase_chunk=phrase_chunk,
             )
             image_ids = batch["image_ids"][batch["query_image_index"]].tolist()
+            widths = batch["orig_sizes"][batch["query_image_index"], 1].tolist()
             for q, detections in enumerate(found):
+                if hflip:
+                    detections = detections.hflipped(int(widths[q]))
                 yield QueryResult(
                     sample=by_id[image_ids[q]],
                     phrase=batch["phrases"][q],
