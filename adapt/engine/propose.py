@@ -3,7 +3,7 @@
 For every (image, phrase) it records the presence score, the instances above the threshold (RLE
 mask, box, score) and the verifier signals (`sam3_adapt.engine.signals`). The phrases of an image
 go through the model together (vision runs once per image; twice with the mirrored pass). It runs
-in Lightning's predict loop, so ``trainer_devices`` / ``trainer_num_nodes`` shard the pool over
+in Lightning's predict loop, so ``--trainer.devices`` / ``--trainer.num_nodes`` shard the pool over
 processes: each writes its own shard and reading merges them. Killed, the same command skips the
 images already written.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any, Literal
@@ -29,6 +30,24 @@ from sam3_adapt.engine.store import ShardWriter, open_run, read_proposals
 from sam3_adapt.inference.loop import predict_samples
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
+
+
+@dataclass
+class TrainerOptions:
+    """Where ``propose`` runs: Lightning ``Trainer`` settings (``--trainer.devices 2`` on the command line).
+
+    Attributes:
+        devices: Processes per node; each proposes for its share of the pool and writes its own shard.
+        num_nodes: Nodes.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        strategy: Lightning strategy; several CPU processes need ``ddp_spawn`` (or ``ddp`` when launched
+            by ``torchrun``).
+    """
+
+    devices: int | str = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
 
 
 class ProposalTask(L.LightningModule):
@@ -128,10 +147,7 @@ def propose(
     phrase_chunk: int | None = 32,
     image_size: int | None = None,
     on_error: Literal["skip", "raise"] = "skip",
-    trainer_devices: int | str = 1,
-    trainer_num_nodes: int = 1,
-    trainer_accelerator: str = "auto",
-    trainer_strategy: str = "auto",
+    trainer: TrainerOptions | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Propose masks for a phrase list over an unlabelled pool with a base + adapter, resumably.
@@ -153,10 +169,8 @@ def propose(
         phrase_chunk: Phrases per detector pass.
         image_size: Network input side; default: the model's.
         on_error: ``skip`` an unreadable pool image (named, and counted in the summary) or ``raise``.
-        trainer_devices: Processes per node (``--trainer_devices 2`` shards the pool over two).
-        trainer_num_nodes: Nodes.
-        trainer_accelerator: ``cpu``, ``gpu`` or ``auto``.
-        trainer_strategy: Lightning strategy; with several CPU processes, ``ddp_spawn``.
+        trainer: Where it runs (`TrainerOptions`): ``--trainer.devices 2 --trainer.num_nodes 4`` shard
+            the pool over processes and nodes; default one process, a GPU when there is one.
         progress: Show Lightning's progress bar.
 
     Returns:
@@ -195,6 +209,7 @@ def propose(
     samples = pool_samples(pending, phrase_list)
     by_id = {sample.image_id: image for sample, image in zip(samples, pending, strict=True)}
     if samples:
+        where = trainer or TrainerOptions()
         task = ProposalTask(
             segmenter,
             folder,
@@ -205,11 +220,11 @@ def propose(
             image_size,
             phrase_chunk,
         )
-        trainer = L.Trainer(
-            accelerator=trainer_accelerator,
-            devices=trainer_devices,
-            num_nodes=trainer_num_nodes,
-            strategy=trainer_strategy,
+        runner = L.Trainer(
+            accelerator=where.accelerator,
+            devices=where.devices,
+            num_nodes=where.num_nodes,
+            strategy=where.strategy,
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
@@ -217,7 +232,7 @@ def propose(
         )
         loader = DataLoader(samples, batch_size=images_per_step, shuffle=False, collate_fn=list)
         with torch.inference_mode():
-            trainer.predict(task, loader, return_predictions=False)
+            runner.predict(task, loader, return_predictions=False)
     records = read_proposals(folder)
     summary = {
         "run_id": run_id,

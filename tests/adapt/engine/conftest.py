@@ -17,8 +17,8 @@ def anchor_pool(tmp_path_factory):
 @pytest.fixture(scope="session")
 def proposals(anchor_pool, tmp_path_factory):
     """The tiny base's proposals over the pool (propose's own run)."""
-    from sam3_adapt.engine.propose import propose
+    from sam3_adapt.engine.propose import TrainerOptions, propose
 
     out = tmp_path_factory.mktemp("proposals") / "run"
-    propose(str(anchor_pool[1]), PHRASES, str(out), progress=False, trainer_accelerator="cpu")
+    propose(str(anchor_pool[1]), PHRASES, str(out), progress=False, trainer=TrainerOptions(accelerator="cpu"))
     return out

@@ -5,11 +5,13 @@ import pytest
 
 from sam3_adapt.cli import main
 from sam3_adapt.engine.pool import PoolError
-from sam3_adapt.engine.propose import propose
+from sam3_adapt.engine.propose import TrainerOptions, propose
 from sam3_adapt.engine.signals import EV_SIGNALS, MV_SIGNALS
 from sam3_adapt.engine.store import ProposalRunError, read_proposals, run_info
 
 from .conftest import PHRASES
+
+CPU = TrainerOptions(accelerator="cpu")
 
 
 def test_proposals_hold_presence_instances_and_signals_per_pair(proposals):
@@ -37,7 +39,7 @@ def test_propose_resumes_without_redoing_images(anchor_pool, proposals, tmp_path
     for path in held:  # the first run sees two images
         path.rename(tmp_path / path.name)
     out = tmp_path / "run"
-    first = propose(str(pool), PHRASES, str(out), progress=False, trainer_accelerator="cpu")
+    first = propose(str(pool), PHRASES, str(out), progress=False, trainer=CPU)
     assert (first["images"], first["new"]) == (2, 2)
     shard = out / "shard-0.jsonl"
     before = shard.read_text()
@@ -45,12 +47,12 @@ def test_propose_resumes_without_redoing_images(anchor_pool, proposals, tmp_path
     shard.write_text(before + '{"file_name": "' + names[2] + '", "pai')
     for path in held:
         (tmp_path / path.name).rename(path)
-    second = propose(str(pool), PHRASES, str(out), progress=False, trainer_accelerator="cpu")
+    second = propose(str(pool), PHRASES, str(out), progress=False, trainer=CPU)
     assert (second["images"], second["new"]) == (4, 2)
     lines = shard.read_text().splitlines()
     assert lines[:2] == before.splitlines()  # the first two images were not redone
     assert [json.loads(line)["file_name"] for line in lines] == names
-    third = propose(str(pool), PHRASES, str(out), progress=False, trainer_accelerator="cpu")
+    third = propose(str(pool), PHRASES, str(out), progress=False, trainer=CPU)
     assert third["new"] == 0 and shard.read_text().splitlines() == lines
     # Same images, same model: the same proposals as the one-go run.
     assert read_proposals(out) == read_proposals(proposals)
@@ -81,9 +83,7 @@ def test_unreadable_images_are_named_and_skipped_or_raise(tmp_path, anchor_pool,
     shutil.copytree(anchor_pool[1], pool)
     (pool / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (pool / "empty.jpg").write_bytes(b"")
-    summary = propose(
-        str(pool), PHRASES[:1], str(tmp_path / "run"), progress=False, trainer_accelerator="cpu"
-    )
+    summary = propose(str(pool), PHRASES[:1], str(tmp_path / "run"), progress=False, trainer=CPU)
     assert summary["images"] == 4 and len(summary["skipped_unreadable"]) == 2
     err = capsys.readouterr().err
     assert "broken.png" in err and "empty.jpg" in err

@@ -3,10 +3,12 @@ import shutil
 
 import pytest
 
-from sam3_adapt.engine.propose import propose
+from sam3_adapt.engine.propose import TrainerOptions, propose
 from sam3_adapt.engine.store import read_proposals
 
 from .conftest import PHRASES
+
+CPU = TrainerOptions(accelerator="cpu")
 
 
 @pytest.mark.slow
@@ -16,10 +18,13 @@ def test_two_gloo_processes_give_the_same_proposals_as_one(anchor_pool, tmp_path
     pool.mkdir()
     for path in sorted(anchor_pool[1].iterdir())[:3]:
         shutil.copy(path, pool / path.name)
-    common = {"images_per_step": 1, "progress": False, "trainer_accelerator": "cpu"}
+    common = {"images_per_step": 1, "progress": False, "trainer": CPU}
     one = propose(str(pool), PHRASES, str(tmp_path / "one"), **common)
     two = propose(
-        str(pool), PHRASES, str(tmp_path / "two"), trainer_devices=2, trainer_strategy="ddp_spawn", **common
+        str(pool),
+        PHRASES,
+        str(tmp_path / "two"),
+        **{**common, "trainer": TrainerOptions(devices=2, accelerator="cpu", strategy="ddp_spawn")},
     )
     shards = sorted(p.name for p in (tmp_path / "two").glob("shard-*.jsonl"))
     assert shards == ["shard-0.jsonl", "shard-1.jsonl"]
