@@ -11,7 +11,9 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
+from torchvision.ops import nms
 
 from sam3_adapt.model.detections import QueryDetections
 
@@ -44,6 +46,18 @@ def box_iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[floa
     return inter / union if union > 0 else 0.0
 
 
+#: Box IoU from which two detections are taken for one object.
+DUPLICATE_IOU = 0.5
+
+
+def _distinct(boxes: torch.Tensor, scores: torch.Tensor, min_score: float) -> list[int]:
+    """Indices of the detections scoring at least ``min_score`` that survive non-maximum suppression."""
+    keep = (scores >= min_score).nonzero().flatten()
+    if not len(keep):
+        return []
+    return keep[nms(boxes[keep].float(), scores[keep].float(), DUPLICATE_IOU)].tolist()
+
+
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """A boolean mask as compressed COCO RLE with a ``str`` counts field (JSON-ready)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -63,7 +77,8 @@ def pair_record(
         plain: Detections of the plain pass, best first.
         flipped: Detections of the mirrored pass, mirrored back.
         threshold: Score from which a detection is a proposed instance.
-        near_low: Score from which a detection below ``threshold`` counts as a near-threshold leftover.
+        near_low: Score from which a detection below ``threshold`` counts as a near-threshold leftover
+            (where it overlaps no detection above ``threshold``).
         typical_area: Median mask area of the phrase in the labelled set (pixels), or ``None``.
 
     Returns:
@@ -96,13 +111,22 @@ def pair_record(
         if mask is not None:
             instance["segmentation"] = encode_rle(mask)
         instances.append(instance)
-    near = scores[(scores >= near_low) & (scores < threshold)]
+    # Several slots often find one object: count distinct objects (boxes overlapping less than
+    # DUPLICATE_IOU), and call a near-threshold detection left over only where nothing was found.
+    found = _distinct(plain.boxes, plain.scores, threshold)
+    leftovers = [
+        k
+        for k in _distinct(plain.boxes, plain.scores, near_low)
+        if scores[k] < threshold
+        and all(box_iou(plain.boxes[k].tolist(), plain.boxes[j].tolist()) < DUPLICATE_IOU for j in found)
+    ]
+    near = scores[leftovers]
     count = len(instances)
     signals = {
         "presence": float(plain.presence),
         "count": float(count),
         "near_count": float(len(near)),
         "near_max": float(near.max()) if len(near) else 0.0,
-        "flip_count_diff": float(abs(count - int((flip_scores >= threshold).sum()))),
+        "flip_count_diff": float(abs(len(found) - len(_distinct(flipped.boxes, flipped.scores, threshold)))),
     }
     return {"presence": float(plain.presence), "instances": instances, "signals": signals}
