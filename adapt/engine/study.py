@@ -4,8 +4,10 @@ One target domain: 10 labelled images, an unlabelled pool (200 images), the same
 for every row. The 10-shot model (with anchor mixing) proposes over the pool; the rows then train on
 the 10 shots plus: nothing; raw pseudo-labels (every proposal above the threshold); verifier-cleaned
 labels (auto-accepted pairs only); human-verified labels (the simulated annotator works the review
-queue, the rest is automatic); the fully labelled pool (the upper bound). Each row with and without
-anchor mixing, each seed on its own draw of the world. Columns: target segm AP and cgF1, anchor segm
+queue, most useful first, until ``review_budget`` runs out; the rest is automatic, and queued pairs
+nobody reviewed keep the instances MV accepted as pairs that are not exhaustive); the fully
+labelled pool (the upper bound). Each row with and without anchor mixing, each seed on its own draw
+of the world. Columns: target segm AP and cgF1, anchor segm
 AP, human actions, and those as a share of labelling the pool from scratch. The learned verifiers
 are compared with the rules on the simulated annotator's decisions.
 
@@ -122,7 +124,8 @@ def study_seed(
     label_sets = {
         "raw": engine_pairs(records, decisions, "raw", prefix),
         "cleaned": engine_pairs(records, decisions, "auto", prefix),
-        "human": engine_pairs(records, decisions, "verified", prefix),
+        # Queued pairs left when the budget ran out keep what MV accepted, as non-exhaustive positives.
+        "human": engine_pairs(records, decisions, "verified", prefix, unreviewed="positives"),
         "full": labelled_pairs(pool_json, pool_dir, world),
     }
     actions = {"raw": 0, "cleaned": 0, "human": spent, "full": scratch}

@@ -32,10 +32,12 @@ class RuleThresholds:
     MV accepts an instance whose score, stability, flip agreement and box-mask agreement all reach
     their ``*_accept`` value and whose area is within ``size_ratio`` times the labelled median either
     way; it rejects one whose flip agreement, stability or box-mask agreement falls below the
-    ``*_reject`` value; otherwise it is unsure. EV calls a pair complete when no detection is left
-    between ``near_low`` and the threshold and the mirrored pass finds as many instances (and, with no
-    instance, the presence score is below ``absent_presence``); incomplete when ``near_incomplete`` or
-    more are left or the counts differ by two or more; otherwise unsure.
+    ``*_reject`` value; otherwise it is unsure. EV calls a pair complete when no detection left over
+    near the threshold (one that overlaps nothing found) scores ``quiet_near_max`` or more and the
+    mirrored pass finds as many distinct objects (and, with no instance, the presence score is below
+    ``absent_presence``); incomplete when a leftover scores ``loud_near_max`` or more and the counts
+    differ, or the counts differ by two or more; otherwise unsure. (Leftovers between ``near_low`` and
+    0.4 are common on complete pairs of a small model, so their number alone says little.)
     """
 
     score_accept: float = 0.6
@@ -47,7 +49,8 @@ class RuleThresholds:
     stability_reject: float = 0.6
     box_mask_reject: float = 0.45
     absent_presence: float = 0.5
-    near_incomplete: int = 2
+    quiet_near_max: float = 0.4
+    loud_near_max: float = 0.45
 
 
 RULES = RuleThresholds()
@@ -85,10 +88,10 @@ def mv_rule(signals: dict[str, float], rules: RuleThresholds = RULES) -> tuple[s
 def ev_rule(signals: dict[str, float], rules: RuleThresholds = RULES) -> tuple[str, float]:
     """The EV rule's verdict on one pair and its probability that the pair is complete (or absent)."""
     s = signals
-    quiet = s["near_count"] == 0 and s["flip_count_diff"] == 0
+    quiet = s["near_max"] < rules.quiet_near_max and s["flip_count_diff"] == 0
     if quiet and (s["count"] > 0 or s["presence"] < rules.absent_presence):
         verdict = "complete"
-    elif s["near_count"] >= rules.near_incomplete or s["flip_count_diff"] >= 2:
+    elif (s["near_max"] >= rules.loud_near_max and s["flip_count_diff"] >= 1) or s["flip_count_diff"] >= 2:
         verdict = "incomplete"
     else:
         verdict = "unsure"

@@ -70,7 +70,7 @@ def pair(phrase, proposed, near=0.0, flip_diff=0.0):
         "presence": presence,
         "count": float(len(proposed)),
         "near_count": near,
-        "near_max": 0.3 * bool(near),
+        "near_max": 0.42 * bool(near),
         "flip_count_diff": flip_diff,
     }
     return {"phrase": phrase, "presence": presence, "instances": instances, "signals": signals}

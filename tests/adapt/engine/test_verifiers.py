@@ -24,8 +24,10 @@ def test_ev_rule_reads_leftovers_and_count_agreement():
     assert ev_rule(quiet) == ("complete", 1.0)
     assert ev_rule({**quiet, "count": 0.0})[0] == "unsure"  # nothing found, but presence says present
     assert ev_rule({**quiet, "count": 0.0, "presence": 0.1})[0] == "complete"  # absent
-    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.4})[0] == "unsure"
-    assert ev_rule({**quiet, "near_count": 2.0, "near_max": 0.4})[0] == "incomplete"
+    assert ev_rule({**quiet, "near_count": 3.0, "near_max": 0.3})[0] == "complete"  # weak leftovers only
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.42})[0] == "unsure"
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46})[0] == "unsure"  # counts agree
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46, "flip_count_diff": 1.0})[0] == "incomplete"
     assert ev_rule({**quiet, "flip_count_diff": 2.0})[0] == "incomplete"
 
 
