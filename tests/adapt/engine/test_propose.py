@@ -120,3 +120,18 @@ def test_the_cli_gives_one_line_for_an_empty_pool(tmp_path, capsys):
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no image" in err[0] and err[0].startswith("sam3-adapt propose: error:")
+
+
+def test_a_coco_file_with_missing_labels_is_a_pool_too(anchor_pool, tmp_path):
+    from sam3_adapt.engine.pool import read_pool
+
+    document = json.loads(anchor_pool[0].read_text())
+    document["annotations"] = document["annotations"][:1]  # partial labels: proposals cover every image
+    document["images"].append({"id": 99, "file_name": "gone.png", "width": 168, "height": 168})
+    coco = tmp_path / "partial.json"
+    coco.write_text(json.dumps(document))
+    images, unreadable = read_pool(coco, anchor_pool[1])
+    assert [i.file_name for i in images] == sorted(i["file_name"] for i in document["images"][:-1])
+    assert len(unreadable) == 1 and "gone.png" in unreadable[0]
+    with pytest.raises(PoolError, match="not a COCO file"):
+        read_pool(anchor_pool[1] / "0000.png")
