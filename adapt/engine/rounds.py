@@ -27,7 +27,7 @@ from sam3_adapt.engine.export import LabelledPair, engine_pairs, labelled_pairs,
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
 from sam3_adapt.engine.learning import learned_verifiers
-from sam3_adapt.engine.pool import read_phrases
+from sam3_adapt.engine.pool import read_phrases, read_pool
 from sam3_adapt.engine.propose import propose
 from sam3_adapt.engine.review import work_queue
 from sam3_adapt.engine.store import read_proposals, run_info
@@ -95,6 +95,7 @@ def engine(
         One row per fit: ``round``, ``human_actions`` (spent before it), and the held-out figures.
     """
     phrase_list = read_phrases(phrases)
+    read_pool(pool)  # an empty or unreadable pool fails here, not after the first fit
     root = Path(out)
     pool_dir = Path(pool) if Path(pool).is_dir() else Path(pool).parent
     image_root = Path(os.path.commonpath([Path(labelled_image_dir).resolve(), pool_dir.resolve()]))
