@@ -66,6 +66,16 @@ EXTRA_VERBS: dict[str, Verb] = {
         "mine_negatives",
         "Mine hard negatives: candidate phrases the model fires on where they are not labelled.",
     ),
+    "propose": Verb(
+        "sam3_adapt.engine.propose",
+        "propose",
+        "Propose masks for a phrase list over an unlabelled pool with a base + adapter, resumably.",
+    ),
+    "engine": Verb(
+        "sam3_adapt.engine.rounds",
+        "engine",
+        "Run data-engine rounds: fit, propose, verify, review, export, and fit again.",
+    ),
     "export": Verb(
         "sam3_adapt.release.export",
         "export",

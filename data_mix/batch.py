@@ -19,11 +19,15 @@ class QueryTarget(TypedDict):
         boxes: ``(n, 4)`` xyxy boxes normalised to ``[0, 1]``; ``n = 0`` for a negative query.
         masks: ``(n, S, S)`` boolean masks; all False for an object without a mask.
         has_mask: ``(n,)`` whether each object has a mask (box-only objects get no mask loss).
+        exhaustive: ``()`` bool, whether every instance of the phrase is annotated. A query that is not
+            exhaustive is trained on its positives only: its unmatched predictions get no negative
+            class loss (the objective reads a target dict without this key as exhaustive).
     """
 
     boxes: torch.Tensor
     masks: torch.Tensor
     has_mask: torch.Tensor
+    exhaustive: torch.Tensor
 
 
 class ConceptBatch(TypedDict):

@@ -58,12 +58,13 @@ class ConceptCollator:
         sample_exemplars = self.exemplar_prob > 0
         rng = self.rng.get() if sample_exemplars else None
         for b, item in enumerate(items):
-            for phrase, cat_id, boxes, masks, has_mask in zip(
+            for phrase, cat_id, boxes, masks, has_mask, exhaustive in zip(
                 item["phrases"],
                 item["category_ids"],
                 item["boxes"],
                 item["masks"],
                 item["has_mask"],
+                item["exhaustive"],
                 strict=True,
             ):
                 exemplar = torch.zeros((0, 4), dtype=torch.float32)
@@ -75,7 +76,14 @@ class ConceptCollator:
                 batch["phrases"].append(phrase)
                 batch["exemplar_boxes"].append(exemplar)
                 batch["exemplar_labels"].append(torch.ones(len(exemplar), dtype=torch.long))
-                batch["targets"].append({"boxes": boxes, "masks": masks, "has_mask": has_mask})
+                batch["targets"].append(
+                    {
+                        "boxes": boxes,
+                        "masks": masks,
+                        "has_mask": has_mask,
+                        "exhaustive": torch.tensor(bool(exhaustive)),
+                    }
+                )
                 image_index.append(b)
                 category_ids.append(cat_id)
         batch["query_image_index"] = torch.tensor(image_index, dtype=torch.long)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -43,12 +43,56 @@ class QueryDetections:
             `CroppedMasks`; ``np.asarray`` or ``.dense()`` gives the array), or ``None`` when masks
             were not decoded.
         presence: Probability that the phrase is present at all.
+        stability: ``(K,)`` mask stability, the IoU of each mask thresholded at ``+STABILITY_OFFSET``
+            and at ``-STABILITY_OFFSET`` on its logits (SAM's stability score, at the network's
+            resolution), or ``None`` when masks were not decoded.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     masks: CroppedMasks | None
     presence: float
+    stability: torch.Tensor | None = None
+
+    def hflipped(self, width: int) -> QueryDetections:
+        """These detections mirrored left-right in an image ``width`` pixels wide.
+
+        Detections of a mirrored image, mirrored back, are in the original image's pixels; this is
+        how a flip test-time transform is compared with the plain pass.
+        """
+        boxes = self.boxes.clone()
+        boxes[:, 0], boxes[:, 2] = width - self.boxes[:, 2], width - self.boxes[:, 0]
+        masks = None
+        if self.masks is not None:
+            crops = [crop.flip(-1) for crop in self.masks.crops]
+            offsets = [
+                (top, width - left - crop.shape[1]) if crop.numel() else (top, left)
+                for crop, (top, left) in zip(self.masks.crops, self.masks.offsets, strict=True)
+            ]
+            masks = CroppedMasks(crops, offsets, self.masks.size)
+        return QueryDetections(boxes, self.scores, masks, self.presence, self.stability)
+
+
+#: Logit offset of the mask stability score (SAM's ``stability_score_offset``).
+STABILITY_OFFSET = 1.0
+
+
+def mask_stability(logits: torch.Tensor, offset: float = STABILITY_OFFSET) -> torch.Tensor:
+    """IoU of each mask thresholded at ``+offset`` and at ``-offset``: how much a mask moves with the cut.
+
+    The mask at ``+offset`` lies inside the one at ``-offset``, so the IoU is the ratio of their areas
+    (1 for an empty mask at ``-offset``).
+
+    Args:
+        logits: ``(K, h, w)`` mask logits.
+        offset: Logit offset of the two thresholds.
+
+    Returns:
+        ``(K,)`` float32 in ``[0, 1]``.
+    """
+    inner = (logits > offset).flatten(1).sum(-1).float()
+    outer = (logits > -offset).flatten(1).sum(-1).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
 
 
 def detections_per_query(
@@ -91,15 +135,18 @@ def detections_per_query(
         rows, cols = input_canvas(height, width, resize)
         scale = boxes.new_tensor([cols, rows, cols, rows])
         limit = boxes.new_tensor([width, height, width, height])
-        masks = None
+        masks = stability = None
         if outputs.masks is not None and q in mask_row:
-            masks = paste_masks(outputs.masks[mask_row[q], keep], rows, cols).clip(height, width)
+            logits = outputs.masks[mask_row[q], keep]
+            masks = paste_masks(logits, rows, cols).clip(height, width)
+            stability = mask_stability(logits.float())
         results.append(
             QueryDetections(
                 boxes=torch.minimum(boxes[q, keep] * scale, limit).clamp(min=0),
                 scores=scores[q, keep],
                 masks=masks,
                 presence=float(presence[q]),
+                stability=stability,
             )
         )
     return results
@@ -274,6 +321,7 @@ def detect(
     exemplar_boxes: Sequence[torch.Tensor] | None = None,
     exemplar_labels: Sequence[torch.Tensor] | None = None,
     resize: Resize = "letterbox",
+    hflip: bool = False,
 ) -> list[QueryDetections]:
     """Predict every (image, phrase) query of a batch and keep the best detections of each.
 
@@ -296,12 +344,17 @@ def detect(
         exemplar_labels: Their labels.
         resize: How the images were made square (``letterbox``, the kit's evaluation transform, or
             ``squash``); it decides how detections map back to the original pixels.
+        hflip: Run on the inputs mirrored left-right and mirror the outputs back on the network's
+            square before mapping them to the image (a test-time transform; exact for letterboxed
+            inputs too, whose padding the mirror moves to the left).
 
     Returns:
         One :class:`QueryDetections` per query, in order.
     """
     device = next(segmenter.parameters()).device
     pixel_values = pixel_values.to(device)
+    if hflip:
+        pixel_values = pixel_values.flip(-1)
     vision = segmenter.encode_images(pixel_values)
     chunk = phrase_chunk or max(1, len(phrases))
     found: list[QueryDetections] = []
@@ -317,7 +370,17 @@ def detect(
             mask_queries=None if masks else index.new_zeros(0),
             vision=vision,
         )
+        if hflip:
+            outputs = mirrored(outputs)
         found += detections_per_query(
             outputs, orig_sizes, index.cpu(), top_k=top_k, min_score=min_score, resize=resize
         )
     return found
+
+
+def mirrored(outputs: ConceptOutputs) -> ConceptOutputs:
+    """Outputs of a left-right mirrored input, mirrored back: boxes ``x -> 1 - x``, masks flipped."""
+    boxes = outputs.boxes.clone()
+    boxes[..., 0], boxes[..., 2] = 1 - outputs.boxes[..., 2], 1 - outputs.boxes[..., 0]
+    masks = None if outputs.masks is None else outputs.masks.flip(-1)
+    return replace(outputs, boxes=boxes, masks=masks)

@@ -54,6 +54,7 @@ def predict_samples(
     progress: bool = False,
     desc: str = "predict",
     resize: Resize = "letterbox",
+    hflip: bool = False,
 ) -> Iterator[QueryResult]:
     """Run a model over every query of every sample, in file order.
 
@@ -78,6 +79,8 @@ def predict_samples(
         progress: Show a progress bar over images.
         desc: The progress bar's label.
         resize: ``"letterbox"`` (aspect ratio kept) or ``"squash"`` (stretched to the square).
+        hflip: Run on the images mirrored left-right and mirror the detections back (a test-time
+            transform: the data engine compares it with the plain pass).
 
     Yields:
         One :class:`QueryResult` per query.
@@ -110,6 +113,7 @@ def predict_samples(
                 masks=masks,
                 phrase_chunk=phrase_chunk,
                 resize=resize,
+                hflip=hflip,
             )
             image_ids = batch["image_ids"][batch["query_image_index"]].tolist()
             for q, detections in enumerate(found):

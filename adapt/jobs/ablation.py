@@ -77,12 +77,12 @@ def ablation(
                 seed=seed,
             )
             world, evaluation = root / name / "world", root / name / "evaluation"
-            measured = _measure(base, run["adapter"], world, domain, evaluation)
+            measured = measure(base, run["adapter"], world, domain, evaluation)
             settings = {"anchor_mix": anchor_mix, "anchor_ratio": run["anchor_ratio"]}
             rows.append({"model": name} | settings | {"target_negatives": negatives} | measured)
     # Every run wrote the same world (same seed and sizes): the base is measured on the first one's.
     first = root / rows[0]["model"] / "world"
-    measured = _measure(base, None, first, domain, root / "base" / "evaluation")
+    measured = measure(base, None, first, domain, root / "base" / "evaluation")
     before = {"model": "base (before adaptation)", "anchor_mix": None, "target_negatives": None}
     rows.insert(0, before | measured)
     (root / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -92,8 +92,11 @@ def ablation(
     return rows
 
 
-def _measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
-    """Target and anchor figures of one model on the held-out images of ``world``."""
+def measure(base: str, adapter: str | None, world: Path, domain: str, out: Path) -> dict[str, float | None]:
+    """Target and anchor figures of one model on the held-out images of ``world``.
+
+    These are the ablation's columns, and the engine study's.
+    """
     common = {"model": base, "adapter": adapter, "pictures": 0, "progress": False, "overwrite": True}
     target_json = world / domain / "val" / "annotations.json"
     tree = concept_tree_file(target_json)

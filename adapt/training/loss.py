@@ -61,6 +61,36 @@ def batch_counts(targets: list[Target], device: torch.device) -> tuple[torch.Ten
     return counts[0].clamp(min=1.0), counts[1], world_size
 
 
+def kept_class_slots(targets: list[Target], num_slots: int, device: torch.device) -> torch.Tensor:
+    """Prediction slots that take part in the class loss, averaged over processes: its normaliser.
+
+    Every slot of every query counts, but the unmatched slots of a query that is not exhaustive
+    (``"exhaustive"`` False): those get no class loss at all, as in the reference's ``IABCEMdetr``
+    with ``weak_loss`` on, which divides by the number of slots left. A query with ``n`` instances
+    has ``min(n, num_slots)`` matched slots.
+
+    Args:
+        targets: One dict per query with ``"boxes"`` and optionally ``"exhaustive"`` (default True).
+        num_slots: Prediction slots per query.
+        device: Where to put the count (the collective runs there).
+
+    Returns:
+        A float32 scalar, at least 1.
+    """
+    dropped = sum(num_slots - min(int(t["boxes"].shape[0]), num_slots) for t in targets if not _exhaustive(t))
+    kept = torch.tensor(float(len(targets) * num_slots - dropped), device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(kept)
+        kept = kept / dist.get_world_size()
+    return kept.clamp(min=1.0)
+
+
+def _exhaustive(target: Target) -> bool:
+    """Whether a query's every instance is annotated (a target without the key is)."""
+    flag = target.get("exhaustive")
+    return True if flag is None else bool(flag)
+
+
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Dice loss per mask with +1 smoothing: ``1 - (2 sum(p t) + 1) / (sum(p) + sum(t) + 1)``.
 
@@ -86,7 +116,10 @@ class ConceptObjective(nn.Module):
     * ``loss_class``, IA-BCE: a matched slot gets BCE against the detached soft target
       ``clamp(p^ia_alpha * IoU^(1-ia_alpha), min=ia_clamp)`` times ``pos_weight``; an unmatched one
       BCE against 0 times ``p^ia_gamma``. Zeroed on queries without ground truth, then averaged over
-      all ``Q * N`` slots (negative queries included in the count).
+      all ``Q * N`` slots (negative queries included in the count). A query that is not exhaustive
+      (``"exhaustive"`` False: some instances are unlabelled) is trained on its positives only: its
+      unmatched slots get no class loss and leave the count (:func:`kept_class_slots`), as the
+      reference's ``IABCEMdetr`` does with ``weak_loss``.
     * ``loss_presence``: sigmoid focal loss with ``presence_alpha``/``presence_gamma`` (0.5 and 0,
       that is ``0.5 * BCE``) of the presence logit against "the query has an instance", mean over queries.
     * ``loss_bbox`` (L1 on normalised cxcywh) and ``loss_giou`` (``1 - GIoU``) summed over matched
@@ -195,6 +228,7 @@ class ConceptObjective(nn.Module):
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         mask_rows = self._mask_rows(outputs, targets)
         num_boxes, num_queries, world_size = batch_counts(targets, device)
+        class_slots = kept_class_slots(targets, outputs.logits.shape[-1], device)
         layers = range(outputs.num_layers) if self.aux_loss else [outputs.num_layers - 1]
 
         # Losses in float32 whatever the autocast context of the forward pass.
@@ -213,6 +247,7 @@ class ConceptObjective(nn.Module):
                     matches,
                     num_boxes,
                     num_queries,
+                    class_slots,
                 )
                 for key, value in layer_terms.items():
                     terms[key] = terms[key] + value
@@ -256,11 +291,13 @@ class ConceptObjective(nn.Module):
         matches: list[Match],
         num_boxes: torch.Tensor,
         num_queries: torch.Tensor,
+        class_slots: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Class, presence and box terms of one layer; ``logits`` ``(Q, N)``, ``boxes`` ``(Q, N, 4)``.
 
-        Means over queries and slots divide by ``num_queries`` (the per-process average of the global
-        batch), which is ``Q`` in a single process.
+        Means over queries divide by ``num_queries`` and the class term by ``class_slots`` (the
+        per-process averages of the global batch), which are ``Q`` and ``Q * N`` in a single process
+        when every query is exhaustive.
         """
         query_idx = torch.cat([torch.full_like(pred, q) for q, (pred, _) in enumerate(matches)])
         slot_idx = torch.cat([pred for pred, _ in matches])
@@ -278,12 +315,14 @@ class ConceptObjective(nn.Module):
             soft_targets = torch.zeros_like(logits)
             soft_targets[query_idx, slot_idx] = soft
             present = torch.tensor([float(t["boxes"].shape[0] > 0) for t in targets], device=logits.device)
+            exhaustive = torch.tensor([float(_exhaustive(t)) for t in targets], device=logits.device)
 
         positive = F.binary_cross_entropy_with_logits(logits, soft_targets, reduction="none") * matched
         negative = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
-        negative = negative * (1 - matched) * prob**self.ia_gamma
+        # Unmatched slots of a query that is not exhaustive may sit on unlabelled instances: no loss.
+        negative = negative * (1 - matched) * prob**self.ia_gamma * exhaustive[:, None]
         weighted = (self.pos_weight * positive + negative) * present[:, None]
-        loss_class = weighted.sum() / (num_queries * logits.shape[1])
+        loss_class = weighted.sum() / class_slots
 
         loss_presence = (
             sigmoid_focal_loss(

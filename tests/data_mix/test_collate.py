@@ -42,7 +42,7 @@ def test_batch_contract(items):
     assert all(e.shape == (0, 4) and e.dtype == torch.float32 for e in batch["exemplar_boxes"])
     assert all(lab.shape == (0,) and lab.dtype == torch.long for lab in batch["exemplar_labels"])
     for target in batch["targets"]:
-        assert set(target) == {"boxes", "masks", "has_mask"}
+        assert set(target) == {"boxes", "masks", "has_mask", "exhaustive"}
         n = len(target["boxes"])
         assert target["boxes"].shape == (n, 4) and target["boxes"].dtype == torch.float32
         assert target["masks"].shape == (n, 32, 32) and target["masks"].dtype == torch.bool

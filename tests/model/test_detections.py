@@ -44,3 +44,48 @@ def test_no_detections_give_an_empty_mask_stack(monkeypatch):
         pasted = paste_masks(torch.zeros(0, 8, 8), 30, 40)
         assert pasted.shape == (0, 30, 40) and pasted.numpy().shape == (0, 30, 40)
         assert encode_masks(pasted) == []
+
+
+def test_mask_stability_is_the_area_ratio_of_the_two_cuts():
+    from sam3_adapt.model.detections import mask_stability
+
+    logits = torch.full((2, 4, 4), -5.0)
+    logits[0, :2, :2] = 5.0  # 4 pixels above +1 and above -1: stable
+    logits[1, :2, :] = 0.5  # 8 pixels above -1, none above +1
+    logits[1, 0, 0] = 3.0  # ... but one
+    assert mask_stability(logits).tolist() == pytest.approx([1.0, 1 / 8])
+    assert mask_stability(torch.full((1, 3, 3), -4.0)).tolist() == [1.0]  # empty mask: nothing moves
+
+
+def test_hflipped_mirrors_boxes_and_windowed_masks():
+    from sam3_adapt.model.detections import CroppedMasks, QueryDetections
+
+    crop = torch.tensor([[True, False, False], [True, True, False]])
+    masks = CroppedMasks([crop], [(1, 2)], (4, 10))
+    found = QueryDetections(torch.tensor([[2.0, 1.0, 5.0, 3.0]]), torch.tensor([0.9]), masks, 0.8)
+    flipped = found.hflipped(10)
+    assert flipped.boxes.tolist() == [[5.0, 1.0, 8.0, 3.0]]
+    assert torch.equal(flipped.masks.dense(), masks.dense().flip(-1))
+    assert torch.equal(flipped.hflipped(10).masks.dense(), masks.dense())
+
+
+def test_mirrored_outputs_map_a_flipped_input_back_onto_the_square():
+    """A test-time flip is undone on the network's square, before letterbox padding is cut off."""
+    from sam3_adapt.model.outputs import ConceptOutputs
+
+    boxes = torch.tensor([[[[0.1, 0.2, 0.4, 0.6]]]])  # (L, Q, N, 4), normalised xyxy
+    masks = torch.zeros(1, 1, 8, 8)
+    masks[0, 0, 2:5, 1:3] = 5.0
+    outputs = ConceptOutputs(
+        logits=torch.zeros(1, 1, 1),
+        boxes=boxes,
+        presence_logits=torch.zeros(1, 1),
+        masks=masks,
+        mask_query_index=torch.tensor([0]),
+    )
+    back = detections.mirrored(outputs)
+    torch.testing.assert_close(back.boxes, torch.tensor([[[[0.6, 0.2, 0.9, 0.6]]]]))
+    assert torch.equal(back.masks[0, 0, 2:5, 5:7], masks[0, 0, 2:5, 1:3]) and back.masks.sum() == masks.sum()
+    again = detections.mirrored(back)
+    torch.testing.assert_close(again.boxes, outputs.boxes)
+    assert torch.equal(again.masks, outputs.masks)

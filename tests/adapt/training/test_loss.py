@@ -76,6 +76,56 @@ def test_class_presence_and_box_terms_on_a_positive_and_a_negative_query():
     assert scaled["loss_class"].item() == pytest.approx(loss_class, rel=1e-5)
 
 
+def test_non_exhaustive_query_gets_no_negative_class_loss():
+    # As in the first test, but query 0 is marked "not all instances found" (exhaustive False), so
+    # its unmatched slot 1 (p = .25, which may sit on an unlabelled instance) gets no class loss and
+    # leaves the normaliser: the reference's IABCEMdetr with weak_loss divides by the kept slots.
+    outputs = make_outputs(
+        logits=[[[LN3, -LN3], [LN3, 0.0]]],
+        boxes=[[[[0.0, 0.0, 0.5, 0.25], FAR], [[0.1, 0.1, 0.2, 0.2], FAR]]],
+        presence=[[0.0, LN3]],
+    )
+    partial = make_target([[0.0, 0.0, 0.5, 0.5]]) | {"exhaustive": torch.tensor(False)}
+    targets = [partial, make_target([])]
+    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    t = 0.75**0.25 * 0.5**0.75
+    matched = 10 * -(t * math.log(0.75) + (1 - t) * math.log(0.25))  # 7.7839, as before
+    assert losses["loss_class"].item() == pytest.approx(matched / 3, rel=1e-5)  # 4 slots less 1 dropped
+    # Presence still learns that the phrase is there; boxes are unchanged.
+    assert losses["loss_presence"].item() == pytest.approx(
+        0.5 * (math.log(2.0) - math.log(0.25)) / 2, rel=1e-5
+    )
+    assert losses["loss_bbox"].item() == pytest.approx(0.375, rel=1e-5)
+
+    # Exhaustive again (the flag given explicitly): the unmatched slot's BCE against 0 is back.
+    targets[0]["exhaustive"] = torch.tensor(True)
+    exhaustive = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    unmatched = -math.log(1 - 0.25) * 0.25**2
+    assert exhaustive["loss_class"].item() == pytest.approx((matched + unmatched) / 4, rel=1e-5)
+
+
+def test_non_exhaustive_negative_slots_with_a_high_score_cost_nothing():
+    # One non-exhaustive query, one instance, three slots: slot 0 matches; slots 1 and 2 fire hard
+    # (p = .99) on what may be unlabelled instances: the class loss is slot 0's alone, over 1 slot.
+    high = math.log(99.0)
+    outputs = make_outputs(
+        logits=[[[LN3, high, high]]],
+        boxes=[[[[0.0, 0.0, 0.5, 0.25], FAR, FAR]]],
+        presence=[[0.0]],
+    )
+    target = make_target([[0.0, 0.0, 0.5, 0.5]]) | {"exhaustive": torch.tensor(False)}
+    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, [target])
+    t = 0.75**0.25 * 0.5**0.75
+    matched = 10 * -(t * math.log(0.75) + (1 - t) * math.log(0.25))
+    assert losses["loss_class"].item() == pytest.approx(matched / 1, rel=1e-5)
+    logits = outputs.logits.clone().requires_grad_(True)
+    ConceptObjective(scale_by_sqrt_queries=False)(
+        ConceptOutputs(logits, outputs.boxes, outputs.presence_logits, None, outputs.mask_query_index),
+        [target],
+    )["loss"].backward()
+    assert logits.grad[0, 0, 1:].abs().max().item() == 0.0  # no push down on the unmatched slots
+
+
 def test_soft_target_is_clamped_when_the_matched_box_misses():
     # One slot, so it is matched although disjoint: IoU 0 -> t = clamp(0, min=0.01) = 0.01.
     outputs = make_outputs(logits=[[[LN3]]], boxes=[[[FAR]]], presence=[[0.0]])

@@ -1,0 +1,227 @@
+"""Export verified labels: the journal and the proposals become one SA-Co-style COCO file.
+
+The file has one ``images`` record per image-phrase pair (``text_input``, ``is_instance_exhaustive``),
+so it carries what plain COCO cannot: confirmed negatives (a pair without annotations), exhaustivity
+per pair, and provenance per annotation (``human``, ``auto-verified``, ``pseudo``) and per pair. The
+kit reads it back as any training set (`sam3_adapt.data_mix.readers.sources.read_source`); a pair
+that is not exhaustive trains on its positives only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from sam3_adapt.data_mix.readers.sources import read_source
+from sam3_adapt.engine.annotator import Truth
+from sam3_adapt.engine.journal import Decision
+from sam3_adapt.engine.signals import encode_rle
+
+#: Which proposals make it into the file: ``raw`` every proposal above the threshold, every pair taken
+#: as exhaustive; ``auto`` the pairs the verifiers auto-accepted; ``verified`` those plus the pairs a
+#: person reviewed.
+Mode = Literal["raw", "auto", "verified"]
+
+Provenance = Literal["human", "auto-verified", "pseudo"]
+
+
+@dataclass
+class LabelledPair:
+    """One image-phrase pair of the export.
+
+    Attributes:
+        file_name: Image path relative to the export's image root.
+        phrase: The phrase.
+        width: Image width.
+        height: Image height.
+        instances: ``(box xyxy, RLE, provenance)`` per instance.
+        exhaustive: Whether every instance is there.
+        provenance: Who vouches for the pair.
+    """
+
+    file_name: str
+    phrase: str
+    width: int
+    height: int
+    instances: list[tuple[list[float], dict[str, Any], Provenance]] = field(default_factory=list)
+    exhaustive: bool = True
+    provenance: Provenance = "human"
+
+
+def _rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """An RLE with ``str`` counts (JSON-ready)."""
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+        counts = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def engine_pairs(
+    records: dict[str, dict[str, Any]],
+    decisions: list[Decision],
+    mode: Mode,
+    prefix: str = "",
+    unreviewed: Literal["drop", "positives"] = "drop",
+) -> list[LabelledPair]:
+    """The pairs of a proposals run that ``mode`` keeps, with the latest decision on each item winning.
+
+    Args:
+        records: Image records of the proposals run.
+        decisions: The journal's decisions, in the order written.
+        mode: See `Mode`.
+        prefix: Folder of the pool's images relative to the export's image root.
+        unreviewed: In ``verified`` mode, what becomes of a queued pair nobody reviewed: ``drop`` it, or
+            keep the instances MV accepted as a pair that is not exhaustive (``pseudo``).
+
+    Returns:
+        The kept pairs.
+    """
+    triage: dict[tuple[str, str], str] = {}
+    machine: dict[tuple[str, str, int], str] = {}
+    person: dict[tuple[str, str, int], Decision] = {}
+    added: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+    closed: dict[tuple[str, str], str] = {}
+    for d in decisions:
+        key = (d.file_name, d.phrase)
+        if d.kind in ("auto_accept", "auto_reject", "queue"):
+            triage[key] = d.kind
+        elif d.actor_kind == "verifier" and d.instance is not None:
+            machine[(*key, d.instance)] = d.kind
+        elif d.kind == "add":
+            added[key].append(d)
+        elif d.instance is not None:
+            person[(*key, d.instance)] = d
+        elif d.kind in ("absent", "exhaustive", "not_exhaustive"):
+            closed[key] = d.kind
+    pairs = []
+    for file_name, record in records.items():
+        for pair in record["pairs"]:
+            key = (file_name, pair["phrase"])
+            out = LabelledPair(
+                os.path.join(prefix, file_name), pair["phrase"], record["width"], record["height"]
+            )
+            proposed = [(inst["box"], inst["segmentation"]) for inst in pair["instances"]]
+            if mode == "raw":
+                out.instances = [(box, rle, "pseudo") for box, rle in proposed]
+                out.provenance = "pseudo"
+            elif mode == "verified" and key in closed:
+                for k, (box, rle) in enumerate(proposed):
+                    d = person.get((*key, k))
+                    if d is not None and d.kind == "accept":
+                        out.instances.append((box, rle, "human"))
+                    elif d is not None and d.kind == "fix":
+                        out.instances.append((d.value["box"], d.value["segmentation"], "human"))
+                    elif d is None and machine.get((*key, k)) == "accept":
+                        out.instances.append((box, rle, "auto-verified"))
+                out.instances += [(d.value["box"], d.value["segmentation"], "human") for d in added[key]]
+                out.exhaustive = closed[key] != "not_exhaustive"
+            elif triage.get(key) == "auto_accept":
+                kept = [k for k in range(len(proposed)) if machine.get((*key, k)) == "accept"]
+                out.instances = [(*proposed[k], "auto-verified") for k in kept]
+                out.provenance = "auto-verified"
+            elif mode == "verified" and unreviewed == "positives" and triage.get(key) == "queue":
+                kept = [k for k in range(len(proposed)) if machine.get((*key, k)) == "accept"]
+                if not kept:
+                    continue
+                out.instances = [(*proposed[k], "pseudo") for k in kept]
+                out.exhaustive, out.provenance = False, "pseudo"
+            else:
+                continue
+            pairs.append(out)
+    return pairs
+
+
+def labelled_pairs(data_json: str | Path, image_dir: str | Path, root: str | Path) -> list[LabelledPair]:
+    """Every pair of a labelled set (positives and its negatives), as ``human`` pairs under ``root``."""
+    pairs = []
+    for sample in read_source(data_json, image_dir).samples:
+        name = os.path.relpath(sample.image_path, root)
+        for query in sample.queries:
+            out = LabelledPair(name, query.phrase, sample.width, sample.height, exhaustive=query.exhaustive)
+            for inst in query.instances:
+                mask = inst.mask
+                rle = encode_rle(mask) if isinstance(mask, np.ndarray) else _rle(mask) if mask else None
+                out.instances.append((list(inst.box_xyxy), rle, "human"))
+            pairs.append(out)
+    return pairs
+
+
+def truth_of(data_json: str | Path, image_dir: str | Path) -> dict[tuple[str, str], Truth]:
+    """Ground truth by ``(file_name relative to image_dir, phrase)``: what the simulated annotator knows."""
+    truth: dict[tuple[str, str], Truth] = {}
+    for pair in labelled_pairs(data_json, image_dir, image_dir):
+        if pair.instances:
+            truth[(pair.file_name, pair.phrase)] = [(box, rle) for box, rle, _ in pair.instances]
+    return truth
+
+
+def write_pairs(pairs: list[LabelledPair], out: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Write pairs as an SA-Co-style COCO file (normalised boxes and areas); returns its path."""
+    images, annotations = [], []
+    for i, pair in enumerate(pairs, start=1):
+        images.append(
+            {
+                "id": i,
+                "file_name": pair.file_name,
+                "text_input": pair.phrase,
+                "width": pair.width,
+                "height": pair.height,
+                "is_instance_exhaustive": int(pair.exhaustive),
+                "provenance": pair.provenance,
+            }
+        )
+        for box, rle, provenance in pair.instances:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            x0, y0 = max(0.0, x0), max(0.0, y0)
+            x1, y1 = min(float(pair.width), x1), min(float(pair.height), y1)
+            w, h = pair.width, pair.height
+            if x1 <= x0 or y1 <= y0 or (rle is not None and not mask_utils.area(_rle(rle))):
+                continue  # nothing left inside the image: no object to train on
+            record = {
+                "id": len(annotations) + 1,
+                "image_id": i,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
+                "provenance": provenance,
+            }
+            if rle is not None:
+                record["segmentation"] = _rle(rle)
+                record["area"] = float(mask_utils.area(record["segmentation"])) / (w * h)
+            else:
+                record["area"] = (x1 - x0) * (y1 - y0) / (w * h)
+            annotations.append(record)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "info": info or {},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "object"}],
+    }
+    partial = out.with_suffix(".tmp")
+    partial.write_text(json.dumps(document))
+    partial.replace(out)
+    return out
+
+
+def provenance_counts(pairs: list[LabelledPair]) -> dict[str, int]:
+    """Annotations per provenance, pairs that are negatives, and pairs that are not exhaustive."""
+    counts: dict[str, int] = defaultdict(int)
+    for pair in pairs:
+        for *_, provenance in pair.instances:
+            counts[provenance] += 1
+        counts["negative pairs"] += not pair.instances
+        counts["non-exhaustive pairs"] += not pair.exhaustive
+    return dict(counts)

@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam3_adapt.data_mix.readers.sources import read_source
+from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions
+from sam3_adapt.engine.export import engine_pairs, provenance_counts, write_pairs
+from sam3_adapt.engine.journal import Decision, Journal
+from sam3_adapt.engine.review import work_queue
+from sam3_adapt.engine.signals import encode_rle
+from sam3_adapt.engine.triage import ReviewRequest, triage
+from sam3_adapt.engine.verifiers import Verifiers
+
+SIZE = 20
+
+
+def square(x0, y0, x1, y1):
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return [float(x0), float(y0), float(x1), float(y1)], encode_rle(mask)
+
+
+A, B, C = square(0, 0, 4, 4), square(10, 10, 14, 14), square(5, 12, 9, 16)
+TRUTH = {("a.png", "circle"): [A, B], ("a.png", "square"): [C]}
+
+
+def request(file_name, phrase, proposed):
+    instances = [
+        {"index": k, "box": box, "score": 0.9, "segmentation": rle} for k, (box, rle) in enumerate(proposed)
+    ]
+    return ReviewRequest(file_name, phrase, SIZE, SIZE, 0.9, instances, "unsure", 1.0)
+
+
+def test_simulated_annotator_counts_are_exact_on_a_built_case():
+    annotator = SimulatedAnnotator(TRUTH)
+    half_b = square(10, 10, 14, 12)  # IoU 0.5 with B: the right object, a poor mask -> fix (2)
+    elsewhere = square(16, 0, 20, 4)  # no object there -> reject (1)
+    first = annotator.answer(request("a.png", "circle", [A, half_b, elsewhere]))
+    assert [(d.kind, d.instance) for d in first] == [
+        ("accept", 0),
+        ("fix", 1),
+        ("reject", 2),
+        ("exhaustive", None),
+    ]
+    assert first[1].value["segmentation"] == B[1]  # the corrected mask is the true one
+    assert annotator.actions == 1 + 2 + 1 + 1
+    second = annotator.answer(request("a.png", "square", []))  # missed C: add (2), confirm (1)
+    assert [d.kind for d in second] == ["add", "exhaustive"] and annotator.actions == 5 + 3
+    third = annotator.answer(request("b.png", "circle", []))  # nothing there, nothing found: absent (1)
+    assert [d.kind for d in third] == ["absent"] and annotator.actions == 9
+    # Two proposals of one object: the first takes it, the duplicate is rejected.
+    dup = SimulatedAnnotator(TRUTH).answer(request("a.png", "square", [C, C]))
+    assert [d.kind for d in dup] == ["accept", "reject", "exhaustive"]
+    assert annotator.by_kind == {"accept": 1, "fix": 1, "reject": 1, "exhaustive": 2, "add": 1, "absent": 1}
+    # From scratch: per pair 1 presence decision plus 2 per instance; 4 pairs, 3 instances.
+    assert from_scratch_actions(TRUTH, num_pairs=4) == 4 + 2 * 3
+
+
+def record(pairs):
+    return {"width": SIZE, "height": SIZE, "pairs": pairs}
+
+
+def pair(phrase, proposed, near=0.0, flip_diff=0.0):
+    good = {"score": 0.9, "stability": 0.95, "flip_iou": 0.9, "box_mask_iou": 0.95, "log_size_ratio": 0.0}
+    instances = [{"box": box, "score": 0.9, "segmentation": rle, "signals": good} for box, rle in proposed]
+    presence = 0.9 if proposed else 0.1
+    signals = {
+        "presence": presence,
+        "count": float(len(proposed)),
+        "near_count": near,
+        "near_max": 0.42 * bool(near),
+        "flip_count_diff": flip_diff,
+    }
+    return {"phrase": phrase, "presence": presence, "instances": instances, "signals": signals}
+
+
+@pytest.fixture
+def world(tmp_path):
+    root = tmp_path / "root"
+    (root / "pool").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (SIZE, SIZE)).save(root / "pool" / name)
+    records = {
+        # circle: one object found, one left near the threshold -> EV incomplete-ish: queued.
+        "a.png": record([pair("circle", [A], near=1.0), pair("square", [C])]),
+        # b: nothing anywhere, EV sure: auto-accepted as confirmed negatives.
+        "b.png": record([pair("circle", []), pair("square", [])]),
+    }
+    return root, records
+
+
+def test_triage_then_review_then_export_round_trips_through_the_reader(world, tmp_path):
+    root, records = world
+    sorted_out = triage(records, Verifiers())
+    assert sorted_out.counts == {"auto_accept": 3, "auto_reject": 0, "queue": 1}
+    assert [(r.file_name, r.phrase) for r in sorted_out.queue] == [("a.png", "circle")]
+    journal = Journal(tmp_path / "journal.sqlite", "run-x")
+    journal.append(sorted_out.decisions)
+    annotator = SimulatedAnnotator(TRUTH)
+    spent = work_queue(sorted_out.queue, annotator.answer, journal)
+    assert spent == annotator.actions == 1 + 2 + 1  # accept A, add B, confirm exhaustive
+    assert work_queue(sorted_out.queue, annotator.answer, journal) == spent  # resumed: nothing asked twice
+    pairs = engine_pairs(records, journal.decisions(), "verified", prefix="pool")
+    assert provenance_counts(pairs) == {
+        "human": 2,
+        "auto-verified": 1,
+        "negative pairs": 2,
+        "non-exhaustive pairs": 0,
+    }
+    out = write_pairs(pairs, tmp_path / "labels.json")
+    document = json.loads(out.read_text())
+    assert {
+        (r["file_name"], r["text_input"], r["is_instance_exhaustive"], r["provenance"])
+        for r in document["images"]
+    } == {
+        ("pool/a.png", "circle", 1, "human"),
+        ("pool/a.png", "square", 1, "auto-verified"),
+        ("pool/b.png", "circle", 1, "auto-verified"),
+        ("pool/b.png", "square", 1, "auto-verified"),
+    }
+    assert sorted(a["provenance"] for a in document["annotations"]) == ["auto-verified", "human", "human"]
+
+    samples = {s.image_path.name: s for s in read_source(out, root).samples}
+    queries = {(name, q.phrase): q for name, s in samples.items() for q in s.queries}
+    assert set(queries) == {
+        ("a.png", "circle"),
+        ("a.png", "square"),
+        ("b.png", "circle"),
+        ("b.png", "square"),
+    }
+    assert len(queries[("a.png", "circle")].instances) == 2 and queries[("a.png", "circle")].exhaustive
+    circle = sorted(v for i in queries[("a.png", "circle")].instances for v in i.box_xyxy)
+    assert circle == pytest.approx(sorted(A[0] + B[0]))
+    masks = sorted((i.mask_array() for i in queries[("a.png", "circle")].instances), key=lambda m: m.argmax())
+    assert np.array_equal(masks[0], _mask(A)) and np.array_equal(masks[1], _mask(B))
+    assert queries[("b.png", "square")].is_negative and queries[("b.png", "square")].exhaustive
+
+
+def _mask(item):
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode(item[1]).astype(bool)
+
+
+def test_not_exhaustive_pairs_export_their_positives_only_and_raw_takes_everything(world, tmp_path):
+    root, records = world
+    journal = Journal(tmp_path / "journal.sqlite", "run-x")
+    journal.append(triage(records, Verifiers()).decisions)
+    person = {"actor": "ann", "actor_kind": "human"}
+    journal.append(
+        [
+            Decision("a.png", "circle", "accept", instance=0, **person),
+            Decision("a.png", "circle", "not_exhaustive", **person),
+        ]
+    )
+    pairs = {
+        (p.file_name, p.phrase): p for p in engine_pairs(records, journal.decisions(), "verified", "pool")
+    }
+    assert (
+        not pairs[("pool/a.png", "circle")].exhaustive and len(pairs[("pool/a.png", "circle")].instances) == 1
+    )
+    out = write_pairs(list(pairs.values()), tmp_path / "labels.json")
+    samples = {s.image_path.name: s for s in read_source(out, root).samples}
+    [circle] = [q for q in samples["a.png"].queries if q.phrase == "circle"]
+    assert not circle.exhaustive and len(circle.instances) == 1  # trained on its positives only
+    auto = engine_pairs(records, journal.decisions(), "auto", "pool")
+    assert ("pool/a.png", "circle") not in {(p.file_name, p.phrase) for p in auto}
+    raw = engine_pairs(records, [], "raw", "pool")
+    assert len(raw) == 4 and all(p.exhaustive and p.provenance == "pseudo" for p in raw)

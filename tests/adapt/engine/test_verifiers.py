@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pytest
+
+from sam3_adapt.engine.journal import Decision
+from sam3_adapt.engine.learning import decided_signals, learned_verifiers
+from sam3_adapt.engine.verifiers import ev_rule, fit_learned, mv_rule
+
+GOOD = {"score": 0.9, "stability": 0.9, "flip_iou": 0.8, "box_mask_iou": 0.9, "log_size_ratio": 0.1}
+
+
+def test_mv_rule_accepts_rejects_and_is_unsure_by_its_documented_thresholds():
+    assert mv_rule(GOOD)[0] == "accept"
+    assert mv_rule(GOOD)[1] == pytest.approx(0.9 * 0.9 * 0.8 * 0.9)
+    assert mv_rule({**GOOD, "flip_iou": 0.1})[0] == "reject"  # the mirrored pass does not find it
+    assert mv_rule({**GOOD, "score": 0.55})[0] == "unsure"
+    too_big = {**GOOD, "log_size_ratio": math.log(6.0)}  # 6x the labelled median: past the 3x allowed
+    assert mv_rule(too_big)[0] == "unsure" and mv_rule(too_big)[1] == pytest.approx(0.9 * 0.9 * 0.8 * 0.9 / 2)
+
+
+def test_ev_rule_reads_leftovers_and_count_agreement():
+    quiet = {"presence": 0.9, "count": 2.0, "near_count": 0.0, "near_max": 0.0, "flip_count_diff": 0.0}
+    assert ev_rule(quiet) == ("complete", 1.0)
+    assert ev_rule({**quiet, "count": 0.0})[0] == "unsure"  # nothing found, but presence says present
+    assert ev_rule({**quiet, "count": 0.0, "presence": 0.1})[0] == "complete"  # absent
+    assert ev_rule({**quiet, "near_count": 3.0, "near_max": 0.3})[0] == "complete"  # weak leftovers only
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.42})[0] == "unsure"
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46})[0] == "unsure"  # counts agree
+    assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46, "flip_count_diff": 1.0})[0] == "incomplete"
+    assert ev_rule({**quiet, "flip_count_diff": 2.0})[0] == "incomplete"
+
+
+def test_the_learned_verifier_replaces_the_rules_only_where_it_beats_them():
+    # People accept a mask exactly when its size is typical, a signal the rules barely weigh: the
+    # learned verifier finds it; on decisions that follow the rules' own probability it gains nothing.
+    rng = np.random.default_rng(0)
+    signals = [
+        {**GOOD, "score": float(rng.uniform(0.5, 1)), "log_size_ratio": float(rng.uniform(-1, 1))}
+        for _ in range(80)
+    ]
+    by_size = [abs(s["log_size_ratio"]) < 0.5 for s in signals]
+    learned, comparison = fit_learned("mv", signals, by_size)
+    assert comparison.decisions == (sum(by_size), 80 - sum(by_size))
+    assert comparison.learned_accuracy > 0.85 > comparison.rules_accuracy and comparison.use_learned
+    assert learned is not None and learned({**GOOD, "log_size_ratio": 0.0})[0] == "accept"
+    by_rules = [v == "accept" or (v == "unsure" and p >= 0.5) for v, p in map(mv_rule, signals)]
+    _, same = fit_learned("mv", signals, by_rules)
+    assert same.rules_accuracy == 1.0 and not same.use_learned
+    none, few = fit_learned(
+        "ev", [{"presence": 0.5, "count": 1, "near_count": 0, "near_max": 0, "flip_count_diff": 0}], [True]
+    )
+    assert none is None and not few.use_learned and "too few" in few.notes[0]
+
+
+def test_decisions_become_training_data_for_mv_and_ev():
+    ev = {"presence": 0.9, "count": 2.0, "near_count": 0.0, "near_max": 0.0, "flip_count_diff": 0.0}
+    records = {
+        "a.png": {
+            "width": 8,
+            "height": 8,
+            "pairs": [
+                {
+                    "phrase": "circle",
+                    "presence": 0.9,
+                    "signals": ev,
+                    "instances": [{"signals": GOOD}, {"signals": {**GOOD, "flip_iou": 0.1}}],
+                },
+                {"phrase": "square", "presence": 0.9, "signals": {**ev, "near_count": 2.0}, "instances": []},
+            ],
+        }
+    }
+    person = {"actor": "ann", "actor_kind": "human"}
+    decisions = [
+        Decision(
+            "a.png", "circle", "reject", instance=1, actor="rules", actor_kind="verifier"
+        ),  # not a person's
+        Decision("a.png", "circle", "accept", instance=0, **person),
+        Decision("a.png", "circle", "fix", instance=1, **person),
+        Decision("a.png", "circle", "exhaustive", **person),
+        Decision("a.png", "square", "add", value={"box": [0, 0, 2, 2]}, **person),
+        Decision("a.png", "square", "exhaustive", **person),
+    ]
+    data = decided_signals(records, decisions)
+    assert data["mv"] == ([GOOD, {**GOOD, "flip_iou": 0.1}], [True, False])
+    assert data["ev"][1] == [True, False]  # square needed an added instance: it was not complete
+    verifiers, comparisons = learned_verifiers(records, decisions)
+    assert verifiers.names == {"mv": "rules", "ev": "rules"}  # one decision of a kind: nothing learned
+    assert [c.check for c in comparisons] == ["mv", "ev"]
