@@ -75,8 +75,8 @@ class OutFolder:
         try:
             if not self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
                 raise OutFolderError(
-                    f"--out {self.out} is not empty (it holds an earlier result); pass --overwrite to "
-                    "replace it, or choose another folder"
+                    f"--out {self.out} is not empty (it holds an earlier result); pass --overwrite true "
+                    "(overwrite=True from Python) to replace it, or choose another folder"
                 )
             for stale in self.out.parent.glob(f".{self.out.name}.partial-*"):
                 shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the lock
