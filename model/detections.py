@@ -54,24 +54,6 @@ class QueryDetections:
     presence: float
     stability: torch.Tensor | None = None
 
-    def hflipped(self, width: int) -> QueryDetections:
-        """These detections mirrored left-right in an image ``width`` pixels wide.
-
-        Detections of a mirrored image, mirrored back, are in the original image's pixels; this is
-        how a flip test-time transform is compared with the plain pass.
-        """
-        boxes = self.boxes.clone()
-        boxes[:, 0], boxes[:, 2] = width - self.boxes[:, 2], width - self.boxes[:, 0]
-        masks = None
-        if self.masks is not None:
-            crops = [crop.flip(-1) for crop in self.masks.crops]
-            offsets = [
-                (top, width - left - crop.shape[1]) if crop.numel() else (top, left)
-                for crop, (top, left) in zip(self.masks.crops, self.masks.offsets, strict=True)
-            ]
-            masks = CroppedMasks(crops, offsets, self.masks.size)
-        return QueryDetections(boxes, self.scores, masks, self.presence, self.stability)
-
 
 #: Logit offset of the mask stability score (SAM's ``stability_score_offset``).
 STABILITY_OFFSET = 1.0

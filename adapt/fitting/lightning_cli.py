@@ -51,6 +51,8 @@ class ConceptCLI(LightningCLI):
     """
 
     _resume_version: Path | None = None
+    #: Global step of the ``ckpt_path`` file `parse_arguments` read (``None``: no file given).
+    _resume_step: int | None = None
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse the command line, then refuse a ``ckpt_path`` file that cannot be loaded without code.
@@ -62,7 +64,7 @@ class ConceptCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            load_checkpoint(ckpt_path)
+            self._resume_step = int(load_checkpoint(ckpt_path).get("global_step", 0))
 
     def before_instantiate_classes(self) -> None:
         """Turn ``ckpt_path: last`` into the path of the newest ``last.ckpt`` of the run folder.
@@ -73,7 +75,8 @@ class ConceptCLI(LightningCLI):
         if config is None or not config.get("ckpt_path"):
             return
         if config.get("ckpt_path") != "last":
-            self._resume_in_version(config, Path(config["ckpt_path"]))
+            if self._resume_step is not None:  # a file `parse_arguments` has read
+                self._resume_in_version(config, Path(config["ckpt_path"]), self._resume_step)
             return
         root = config.get("trainer.default_root_dir") or "."
         found = newest_last_checkpoint(root)
@@ -81,12 +84,15 @@ class ConceptCLI(LightningCLI):
             rank_zero_warn(f"--ckpt_path last: no last.ckpt under {root}; starting from the recipe's model")
             return
         rank_zero_info(f"--ckpt_path last: resuming from {found}")
-        load_checkpoint(found)
+        step = int(load_checkpoint(found).get("global_step", 0))
         config["ckpt_path"] = str(found)
-        self._resume_in_version(config, found)
+        self._resume_in_version(config, found, step)
 
-    def _resume_in_version(self, config: Any, checkpoint: Path) -> None:
-        """Log a resumed fit into the ``version_N`` folder of its checkpoint, without repeated steps."""
+    def _resume_in_version(self, config: Any, checkpoint: Path, step: int) -> None:
+        """Log a resumed fit into the ``version_N`` folder of its checkpoint, without repeated steps.
+
+        ``step`` is the checkpoint's global step: rows of ``metrics.csv`` from there on are dropped.
+        """
         folder = version_folder(checkpoint)
         if self.subcommand != "fit" or folder is None:
             return
@@ -95,7 +101,7 @@ class ConceptCLI(LightningCLI):
         if getattr(logger, "class_path", "").endswith(("CSVLogger", "TensorBoardLogger")):
             if logger.init_args.get("version") is None:
                 logger.init_args["version"] = folder.name
-        trim_metrics_csv(folder / "metrics.csv", int(load_checkpoint(checkpoint).get("global_step", 0)))
+        trim_metrics_csv(folder / "metrics.csv", step)
         # The folder is reused on purpose; Lightning's CSV logger appends to its metrics.csv.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 

@@ -57,18 +57,6 @@ def test_mask_stability_is_the_area_ratio_of_the_two_cuts():
     assert mask_stability(torch.full((1, 3, 3), -4.0)).tolist() == [1.0]  # empty mask: nothing moves
 
 
-def test_hflipped_mirrors_boxes_and_windowed_masks():
-    from sam3_adapt.model.detections import CroppedMasks, QueryDetections
-
-    crop = torch.tensor([[True, False, False], [True, True, False]])
-    masks = CroppedMasks([crop], [(1, 2)], (4, 10))
-    found = QueryDetections(torch.tensor([[2.0, 1.0, 5.0, 3.0]]), torch.tensor([0.9]), masks, 0.8)
-    flipped = found.hflipped(10)
-    assert flipped.boxes.tolist() == [[5.0, 1.0, 8.0, 3.0]]
-    assert torch.equal(flipped.masks.dense(), masks.dense().flip(-1))
-    assert torch.equal(flipped.hflipped(10).masks.dense(), masks.dense())
-
-
 def test_mirrored_outputs_map_a_flipped_input_back_onto_the_square():
     """A test-time flip is undone on the network's square, before letterbox padding is cut off."""
     from sam3_adapt.model.outputs import ConceptOutputs
