@@ -7,88 +7,52 @@ Hugging Face ``Sam3Model`` ships no loss; this module supplies the one of the re
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_convert, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import box_convert, box_iou, sigmoid_focal_loss
 
 from sam3_adapt.model.outputs import ConceptOutputs
+from sam3_adapt.training.loss_counts import (
+    LossNormalisers,
+    Target,
+    batch_counts,
+    is_exhaustive,
+    kept_class_slots,
+    queries_needing_masks,
+)
 from sam3_adapt.training.matcher import HungarianMatcher, Match
 
-Target = dict[str, torch.Tensor]
+__all__ = ["ConceptObjective", "LossNormalisers", "queries_needing_masks"]
+
+#: Slots per query the reference's class term divides by (``IABCEMdetr(pad_n_queries=200)``).
+REFERENCE_PAD_SLOTS = 200
 LAYER_TERMS = ("loss_class", "loss_presence", "loss_bbox", "loss_giou")
 MASK_TERMS = ("loss_mask", "loss_dice")
 
 
-def queries_needing_masks(targets: list[Target], mask_loss: bool = True) -> torch.Tensor:
-    """Queries that have at least one instance with a mask, for which the mask decoder must run.
+def paired_generalized_box_iou(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """GIoU of each box with the target in the same row, without a stabilising eps.
+
+    As the reference's ``fast_diag_generalized_box_iou``: ``IoU - (C - U) / C`` with ``U`` the union
+    and ``C`` the smallest enclosing box's area (torchvision's loss adds 1e-7 to both denominators).
 
     Args:
-        targets: One dict per query with a ``"has_mask"`` bool tensor of shape ``(n,)``.
-        mask_loss: Whether mask losses are on; when off no query needs masks.
+        boxes: Predicted boxes, shape ``(M, 4)`` xyxy.
+        targets: Target boxes, shape ``(M, 4)`` xyxy.
 
     Returns:
-        Ascending int64 indices into the queries (on the CPU), possibly empty.
+        GIoU per row, shape ``(M,)``, in ``[-1, 1]``.
     """
-    if not mask_loss:
-        return torch.empty(0, dtype=torch.long)
-    return torch.tensor([q for q, t in enumerate(targets) if bool(t["has_mask"].any())], dtype=torch.long)
-
-
-def batch_counts(targets: list[Target], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Ground-truth boxes and queries of the whole batch, averaged over processes: the loss normalisers.
-
-    Under data parallelism every process sees part of the global batch and DDP averages the
-    gradients; dividing each process's sums by these averages makes the result exactly the gradient of
-    the loss on the global batch, however it is split.
-
-    Args:
-        targets: One dict per query with ``"boxes"`` of shape ``(n, 4)``.
-        device: Where to put the counts (the collective runs there).
-
-    Returns:
-        ``(num_boxes, num_queries, world_size)``: float32 scalars (boxes clamped to at least 1) and
-        the number of processes.
-    """
-    counts = torch.tensor(
-        [float(sum(t["boxes"].shape[0] for t in targets)), float(len(targets))], device=device
+    area_a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_b = (targets[:, 2] - targets[:, 0]) * (targets[:, 3] - targets[:, 1])
+    low = torch.max(boxes[:, :2], targets[:, :2])
+    high = torch.min(boxes[:, 2:], targets[:, 2:])
+    inter = (high - low).clamp(min=0).prod(dim=1)
+    union = area_a + area_b - inter
+    enclosing = (torch.max(boxes[:, 2:], targets[:, 2:]) - torch.min(boxes[:, :2], targets[:, :2])).prod(
+        dim=1
     )
-    world_size = 1
-    if dist.is_available() and dist.is_initialized():
-        world_size = dist.get_world_size()
-        dist.all_reduce(counts)
-        counts = counts / world_size
-    return counts[0].clamp(min=1.0), counts[1], world_size
-
-
-def kept_class_slots(targets: list[Target], num_slots: int, device: torch.device) -> torch.Tensor:
-    """Prediction slots that take part in the class loss, averaged over processes: its normaliser.
-
-    Every slot of every query counts, but the unmatched slots of a query that is not exhaustive
-    (``"exhaustive"`` False): those get no class loss at all, as in the reference's ``IABCEMdetr``
-    with ``weak_loss`` on, which divides by the number of slots left. A query with ``n`` instances
-    has ``min(n, num_slots)`` matched slots.
-
-    Args:
-        targets: One dict per query with ``"boxes"`` and optionally ``"exhaustive"`` (default True).
-        num_slots: Prediction slots per query.
-        device: Where to put the count (the collective runs there).
-
-    Returns:
-        A float32 scalar, at least 1.
-    """
-    dropped = sum(num_slots - min(int(t["boxes"].shape[0]), num_slots) for t in targets if not _exhaustive(t))
-    kept = torch.tensor(float(len(targets) * num_slots - dropped), device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(kept)
-        kept = kept / dist.get_world_size()
-    return kept.clamp(min=1.0)
-
-
-def _exhaustive(target: Target) -> bool:
-    """Whether a query's every instance is annotated (a target without the key is)."""
-    flag = target.get("exhaustive")
-    return True if flag is None else bool(flag)
+    return inter / union - (enclosing - union) / enclosing
 
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -115,8 +79,9 @@ class ConceptObjective(nn.Module):
 
     * ``loss_class``, IA-BCE: a matched slot gets BCE against the detached soft target
       ``clamp(p^ia_alpha * IoU^(1-ia_alpha), min=ia_clamp)`` times ``pos_weight``; an unmatched one
-      BCE against 0 times ``p^ia_gamma``. Zeroed on queries without ground truth, then averaged over
-      all ``Q * N`` slots (negative queries included in the count). A query that is not exhaustive
+      BCE against 0 times ``p^ia_gamma``. Zeroed on queries without ground truth, then divided by
+      ``Q * max(N, pad_slots)`` (negative queries included in the count): the reference pads a
+      model with fewer than 200 slots to 200 so that the term keeps its scale. A query that is not exhaustive
       (``"exhaustive"`` False: some instances are unlabelled) is trained on its positives only: its
       unmatched slots get no class loss and leave the count (:func:`kept_class_slots`), as the
       reference's ``IABCEMdetr`` does with ``weak_loss``.
@@ -154,6 +119,8 @@ class ConceptObjective(nn.Module):
         mask_focal_gamma: Focal exponent of the mask loss.
         mask_loss: Whether mask terms are computed at all (off for detection-only data).
         aux_loss: Whether class, presence and box terms cover every decoder layer or the last only.
+        pad_slots: Slots per exhaustive query the class term divides by at least (the reference's
+            ``pad_n_queries``, 200; ``None`` divides by the model's own slot count).
         scale_by_sqrt_queries: Multiply the total by the square root of the number of queries in
             the batch, as the reference configs do (``scale_by_find_batch_size``).
         matcher: The slot-to-instance matcher; a default ``HungarianMatcher`` when None.
@@ -178,6 +145,7 @@ class ConceptObjective(nn.Module):
         mask_focal_gamma: float = 2.0,
         mask_loss: bool = True,
         aux_loss: bool = True,
+        pad_slots: int | None = REFERENCE_PAD_SLOTS,
         scale_by_sqrt_queries: bool = True,
         matcher: HungarianMatcher | None = None,
     ) -> None:
@@ -200,16 +168,33 @@ class ConceptObjective(nn.Module):
         self.mask_focal_gamma = mask_focal_gamma
         self.mask_loss = mask_loss
         self.aux_loss = aux_loss
+        self.pad_slots = pad_slots
         self.scale_by_sqrt_queries = scale_by_sqrt_queries
         self.matcher = matcher if matcher is not None else HungarianMatcher()
 
-    def forward(self, outputs: ConceptOutputs, targets: list[Target]) -> dict[str, torch.Tensor]:
+    def normalisers(self, targets: list[Target], num_slots: int, device: torch.device) -> LossNormalisers:
+        """The counts of a batch that every term is divided by (collectives run under DDP).
+
+        Args:
+            targets: Every query's target of the batch (of this process).
+            num_slots: Prediction slots per query of the model.
+            device: Where the counts go.
+        """
+        num_boxes, num_queries, world_size = batch_counts(targets, device)
+        class_slots = kept_class_slots(targets, num_slots, device, self.pad_slots)
+        return LossNormalisers(num_boxes, num_queries, class_slots, world_size)
+
+    def forward(
+        self, outputs: ConceptOutputs, targets: list[Target], normalisers: LossNormalisers | None = None
+    ) -> dict[str, torch.Tensor]:
         """Compute the weighted total and each term.
 
         Args:
             outputs: Every decoder layer's predictions for ``Q`` queries.
             targets: ``Q`` dicts with ``"boxes"`` ``(n, 4)`` normalised xyxy, ``"masks"`` ``(n, H, W)``
                 bool and ``"has_mask"`` ``(n,)`` bool; ``n = 0`` for a negative query.
+            normalisers: Counts to divide by when ``outputs`` are one chunk of a larger batch (from
+                :meth:`normalisers` on the whole batch's targets); ``None`` takes them from ``targets``.
 
         Returns:
             ``"loss"``, the differentiable total, and detached ``loss_class``, ``loss_presence``,
@@ -227,8 +212,10 @@ class ConceptObjective(nn.Module):
         device = outputs.logits.device
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         mask_rows = self._mask_rows(outputs, targets)
-        num_boxes, num_queries, world_size = batch_counts(targets, device)
-        class_slots = kept_class_slots(targets, outputs.logits.shape[-1], device)
+        if normalisers is None:
+            normalisers = self.normalisers(targets, outputs.logits.shape[-1], device)
+        num_boxes, num_queries = normalisers.num_boxes, normalisers.num_queries
+        class_slots, world_size = normalisers.class_slots, normalisers.world_size
         layers = range(outputs.num_layers) if self.aux_loss else [outputs.num_layers - 1]
 
         # Losses in float32 whatever the autocast context of the forward pass.
@@ -315,7 +302,7 @@ class ConceptObjective(nn.Module):
             soft_targets = torch.zeros_like(logits)
             soft_targets[query_idx, slot_idx] = soft
             present = torch.tensor([float(t["boxes"].shape[0] > 0) for t in targets], device=logits.device)
-            exhaustive = torch.tensor([float(_exhaustive(t)) for t in targets], device=logits.device)
+            exhaustive = torch.tensor([float(is_exhaustive(t)) for t in targets], device=logits.device)
 
         positive = F.binary_cross_entropy_with_logits(logits, soft_targets, reduction="none") * matched
         negative = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
@@ -339,7 +326,7 @@ class ConceptObjective(nn.Module):
             box_convert(tgt_boxes, "xyxy", "cxcywh"),
             reduction="sum",
         )
-        giou = generalized_box_iou_loss(pred_boxes, tgt_boxes, reduction="sum")
+        giou = (1 - paired_generalized_box_iou(pred_boxes, tgt_boxes)).sum()
         return {
             "loss_class": loss_class,
             "loss_presence": loss_presence,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sam3_adapt.model.outputs import ConceptOutputs
-from sam3_adapt.training.loss import ConceptObjective, queries_needing_masks
+from sam3_adapt.training.loss import ConceptObjective, paired_generalized_box_iou, queries_needing_masks
 
 LN3 = math.log(3.0)  # sigmoid(LN3) = 0.75, sigmoid(-LN3) = 0.25
 FAR = [0.6, 0.6, 1.0, 1.0]
@@ -52,7 +52,7 @@ def test_class_presence_and_box_terms_on_a_positive_and_a_negative_query():
         presence=[[0.0, LN3]],
     )
     targets = [make_target([[0.0, 0.0, 0.5, 0.5]]), make_target([])]
-    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    losses = ConceptObjective(scale_by_sqrt_queries=False, pad_slots=None)(outputs, targets)
 
     t = 0.75**0.25 * 0.5**0.75  # IA-BCE soft target p^.25 * IoU^.75 = 0.5533
     matched = 10 * -(t * math.log(0.75) + (1 - t) * math.log(0.25))  # pos_weight 10 * BCE = 7.7839
@@ -71,9 +71,15 @@ def test_class_presence_and_box_terms_on_a_positive_and_a_negative_query():
     assert losses["loss"].item() == pytest.approx(total, rel=1e-5)
 
     # The reference multiplies the total by sqrt(queries in the batch).
-    scaled = ConceptObjective()(outputs, targets)
+    scaled = ConceptObjective(pad_slots=None)(outputs, targets)
     assert scaled["loss"].item() == pytest.approx(math.sqrt(2) * total, rel=1e-5)
     assert scaled["loss_class"].item() == pytest.approx(loss_class, rel=1e-5)
+
+    # By default the class term divides by 200 slots per query, as the reference's IABCEMdetr with
+    # pad_n_queries=200 does for a model with fewer slots (here 2): 2 queries x 200 slots.
+    padded = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    assert padded["loss_class"].item() == pytest.approx((matched + unmatched) / 400, rel=1e-5)
+    assert padded["loss_presence"].item() == pytest.approx(loss_presence, rel=1e-5)
 
 
 def test_non_exhaustive_query_gets_no_negative_class_loss():
@@ -87,10 +93,13 @@ def test_non_exhaustive_query_gets_no_negative_class_loss():
     )
     partial = make_target([[0.0, 0.0, 0.5, 0.5]]) | {"exhaustive": torch.tensor(False)}
     targets = [partial, make_target([])]
-    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    losses = ConceptObjective(scale_by_sqrt_queries=False, pad_slots=None)(outputs, targets)
     t = 0.75**0.25 * 0.5**0.75
     matched = 10 * -(t * math.log(0.75) + (1 - t) * math.log(0.25))  # 7.7839, as before
     assert losses["loss_class"].item() == pytest.approx(matched / 3, rel=1e-5)  # 4 slots less 1 dropped
+    # Padded to 200 slots: the exhaustive negative query counts 200, the partial one its matched slot.
+    padded = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    assert padded["loss_class"].item() == pytest.approx(matched / 201, rel=1e-5)
     # Presence still learns that the phrase is there; boxes are unchanged.
     assert losses["loss_presence"].item() == pytest.approx(
         0.5 * (math.log(2.0) - math.log(0.25)) / 2, rel=1e-5
@@ -99,9 +108,48 @@ def test_non_exhaustive_query_gets_no_negative_class_loss():
 
     # Exhaustive again (the flag given explicitly): the unmatched slot's BCE against 0 is back.
     targets[0]["exhaustive"] = torch.tensor(True)
-    exhaustive = ConceptObjective(scale_by_sqrt_queries=False)(outputs, targets)
+    exhaustive = ConceptObjective(scale_by_sqrt_queries=False, pad_slots=None)(outputs, targets)
     unmatched = -math.log(1 - 0.25) * 0.25**2
     assert exhaustive["loss_class"].item() == pytest.approx((matched + unmatched) / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("slots", [200, 250])
+def test_the_class_term_of_a_model_with_200_slots_or_more_is_the_plain_mean(slots):
+    # One positive query whose slot 0 is a perfect box with p = .5 and every other slot has p = .5:
+    # with N >= 200 slots the padding adds nothing, and the class term is the mean over N slots.
+    logits = [[[0.0] * slots]]
+    boxes = [[[[0.0, 0.0, 0.5, 0.5]] + [FAR] * (slots - 1)]]
+    outputs = make_outputs(logits=logits, boxes=boxes, presence=[[0.0]])
+    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, [make_target([[0.0, 0.0, 0.5, 0.5]])])
+    t = 0.5**0.25 * 1.0**0.75  # soft target of the matched slot: p^.25 * IoU^.75
+    matched = 10 * -(t * math.log(0.5) + (1 - t) * math.log(0.5))  # = 10 ln 2 whatever t
+    unmatched = -math.log(0.5) * 0.5**2
+    expected = (matched + (slots - 1) * unmatched) / slots
+    assert losses["loss_class"].item() == pytest.approx(expected, rel=1e-5)
+    unpadded = ConceptObjective(scale_by_sqrt_queries=False, pad_slots=None)(
+        outputs, [make_target([[0.0, 0.0, 0.5, 0.5]])]
+    )
+    assert unpadded["loss_class"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_giou_follows_the_reference_formula_without_eps():
+    # Disjoint boxes: A = (0, 0, .2, .2), B = (.4, .4, .5, .5): IoU 0, union .04 + .01 = .05,
+    # enclosing (0, 0, .5, .5) = .25: GIoU = 0 - (.25 - .05) / .25 = -.8, loss 1.8.
+    assert paired_generalized_box_iou(
+        torch.tensor([[0.0, 0.0, 0.2, 0.2]]), torch.tensor([[0.4, 0.4, 0.5, 0.5]])
+    ).item() == pytest.approx(-0.8, rel=1e-6)
+    # Tiny boxes (areas 1e-8 and 2e-8, half overlapping): exactly .5 without an eps; torchvision's
+    # 1e-7 in the denominators would give about .08.
+    tiny = paired_generalized_box_iou(
+        torch.tensor([[0.0, 0.0, 1e-4, 1e-4]], dtype=torch.float64),
+        torch.tensor([[0.0, 0.0, 2e-4, 1e-4]], dtype=torch.float64),
+    )
+    assert tiny.item() == pytest.approx(0.5, rel=1e-9)
+    # The objective's GIoU term on a matched pair uses the same formula: (1 - GIoU) / num_boxes.
+    outputs = make_outputs(logits=[[[LN3]]], boxes=[[[[0.0, 0.0, 0.2, 0.2]]]], presence=[[0.0]])
+    # Slot 0 must match the single target: with one slot the matcher has no other choice.
+    losses = ConceptObjective(scale_by_sqrt_queries=False)(outputs, [make_target([[0.4, 0.4, 0.5, 0.5]])])
+    assert losses["loss_giou"].item() == pytest.approx(1.8, rel=1e-5)
 
 
 def test_non_exhaustive_negative_slots_with_a_high_score_cost_nothing():
@@ -129,7 +177,7 @@ def test_non_exhaustive_negative_slots_with_a_high_score_cost_nothing():
 def test_soft_target_is_clamped_when_the_matched_box_misses():
     # One slot, so it is matched although disjoint: IoU 0 -> t = clamp(0, min=0.01) = 0.01.
     outputs = make_outputs(logits=[[[LN3]]], boxes=[[[FAR]]], presence=[[0.0]])
-    losses = ConceptObjective()(outputs, [make_target([[0.0, 0.0, 0.5, 0.5]])])
+    losses = ConceptObjective(pad_slots=None)(outputs, [make_target([[0.0, 0.0, 0.5, 0.5]])])
     assert losses["loss_class"].item() == pytest.approx(
         10 * -(0.01 * math.log(0.75) + 0.99 * math.log(0.25)), rel=1e-5
     )
@@ -204,7 +252,8 @@ def test_box_only_instance_gets_box_loss_counts_in_num_boxes_but_no_mask_loss():
 def test_negative_query_contributes_only_through_presence():
     box = [0.0, 0.0, 0.5, 0.5]
     logits = torch.tensor([[[LN3, 0.0], [1.0, -1.0]]], requires_grad=True)
-    boxes = torch.tensor([[[box, FAR], [box, FAR]]], requires_grad=True)
+    # Query 0's slot 0 is near, not on, its target: a box on it would have no box gradient at all.
+    boxes = torch.tensor([[[[0.0, 0.0, 0.5, 0.4], FAR], [box, FAR]]], requires_grad=True)
     presence = torch.tensor([[0.0, 0.5]], requires_grad=True)
     masks = torch.zeros(1, 2, 4, 4, requires_grad=True)
     outputs = ConceptOutputs(logits, boxes, presence, masks, torch.tensor([0]))
