@@ -258,6 +258,7 @@ class ConceptSegmenter(nn.Module):
         exemplar_labels: Sequence[torch.Tensor] | None = None,
         mask_queries: torch.Tensor | None = None,
         vision: Sam3VisionEncoderOutput | None = None,
+        text: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> ConceptOutputs:
         """Predict every query of a batch, running the vision encoder once per image.
 
@@ -273,6 +274,9 @@ class ConceptSegmenter(nn.Module):
                 negatives and box-only queries.
             vision: Precomputed :meth:`encode_images` output for ``pixel_values`` (e.g. a cache of a
                 frozen encoder); when given, ``pixel_values`` is not run again.
+            text: Precomputed ``(features, mask, index)`` as :meth:`encode_phrases` returns them, with
+                ``index`` giving each of these queries' row in ``features``; when given, ``phrases``
+                are not encoded again.
 
         Returns:
             :class:`~sam3_adapt.model.outputs.ConceptOutputs` with all decoder layers.
@@ -284,7 +288,7 @@ class ConceptSegmenter(nn.Module):
         fpn_pos = vision.fpn_position_encoding[:-1]
         query_image_index = query_image_index.to(fpn[-1].device)
 
-        text, text_mask, phrase_index = self.encode_phrases(phrases)
+        text, text_mask, phrase_index = self.encode_phrases(phrases) if text is None else text
         prompt, prompt_mask = text[phrase_index], text_mask[phrase_index]
         if exemplar_boxes is not None and any(len(b) for b in exemplar_boxes):
             prompt, prompt_mask = self._add_exemplars(

@@ -172,6 +172,10 @@ class ConceptObjective(nn.Module):
         self.scale_by_sqrt_queries = scale_by_sqrt_queries
         self.matcher = matcher if matcher is not None else HungarianMatcher()
 
+    def mask_queries(self, targets: list[Target]) -> torch.Tensor:
+        """Queries whose masks the loss needs (none when mask losses are off): the mask decoder's rows."""
+        return queries_needing_masks(targets, self.mask_loss)
+
     def normalisers(self, targets: list[Target], num_slots: int, device: torch.device) -> LossNormalisers:
         """The counts of a batch that every term is divided by (collectives run under DDP).
 

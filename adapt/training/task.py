@@ -18,8 +18,10 @@ from sam3_adapt.model.loading import load_segmenter
 from sam3_adapt.model.memory import enable_activation_checkpointing
 from sam3_adapt.model.outputs import ConceptOutputs
 from sam3_adapt.model.param_groups import param_groups
+from sam3_adapt.training.chunked_step import check_chunk, objective_step
 from sam3_adapt.training.coco_results import to_coco_results
-from sam3_adapt.training.loss import ConceptObjective, queries_needing_masks
+from sam3_adapt.training.loss import ConceptObjective
+from sam3_adapt.training.memory_estimate import auto_chunk
 from sam3_adapt.training.metrics import ConceptEvaluator
 from sam3_adapt.training.schedule import cosine_schedule, inverse_sqrt_schedule
 
@@ -68,6 +70,13 @@ class ConceptSegmentationTask(LightningModule):
             pays only when the same images come back unchanged (``augment: false``); with random
             augmentation every epoch draws new pixels. Needs a frozen tower (LoRA presets without
             vision, or ``freeze: [vision_encoder]``).
+        phrase_chunk: Queries (image, phrase pairs) per detector pass in training, validation and
+            prediction, so that memory stays flat in the phrases per image: a training step then
+            caches the gradients of each chunk and gives the same losses and gradients as the whole
+            batch at once (:mod:`~sam3_adapt.training.chunked_step`). ``auto`` picks the largest chunk
+            whose estimated peak memory fits ``memory_budget_gb``; ``null`` runs every query at once.
+        memory_budget_gb: GPU memory (GiB) the ``auto`` chunk must fit; default 90% of the card's
+            memory, and no chunking on a CPU. ``sam3-adapt memory`` prints the estimates.
         feature_cache_dir: Folder of the disk cache.
         feature_cache_max_gb: Size limit of a memory cache per tower (least recently used entries go);
             unlimited when unset. One 1008 px image takes about 56 MB in bf16 (113 MB in float32).
@@ -99,6 +108,8 @@ class ConceptSegmentationTask(LightningModule):
         feature_cache: Literal["none", "memory", "disk"] = "none",
         feature_cache_dir: str | None = None,
         feature_cache_max_gb: float | None = None,
+        phrase_chunk: int | Literal["auto"] | None = None,
+        memory_budget_gb: float | None = None,
     ) -> None:
         super().__init__()
         if feature_cache == "disk" and feature_cache_dir is None:
@@ -115,6 +126,9 @@ class ConceptSegmentationTask(LightningModule):
         )
         self.evaluator: ConceptEvaluator | None = None
         self._cache_counts = (0, 0)
+        if phrase_chunk != "auto":
+            check_chunk(phrase_chunk)
+        self.chunk: int | None = None if phrase_chunk == "auto" else phrase_chunk
 
     def _build_segmenter(self) -> ConceptSegmenter:
         hp = self.hparams
@@ -161,15 +175,26 @@ class ConceptSegmentationTask(LightningModule):
         for phrase, origin in data.phrase_origins() if data is not None else []:
             self.segmenter.check_phrase(phrase, origin)
 
+    def setup(self, stage: str) -> None:
+        """Choose the ``auto`` phrase chunk from the memory estimate, before the first batch."""
+        if self.hparams.phrase_chunk == "auto" and self.chunk is None:
+            self.chunk = auto_chunk(self, self._image_size(), self.hparams.memory_budget_gb)
+
+    def _image_size(self) -> int:
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        size = getattr(data, "image_size", None) or self.segmenter.image_size
+        return int(size or self.segmenter.sam3.config.vision_config.backbone_config.image_size)
+
     def training_step(self, batch: ConceptBatch, batch_idx: int) -> torch.Tensor:
-        """One step of the SAM 3 objective; masks are decoded only for queries that have masks to learn."""
-        targets = batch["targets"]
-        mask_queries = queries_needing_masks(targets, mask_loss=self.hparams.mask_loss)
-        losses = self.objective(self(batch, mask_queries=mask_queries), targets)
+        """One step of the SAM 3 objective, queries in chunks of ``phrase_chunk``.
+
+        Masks are decoded only for queries that have masks to learn.
+        """
+        step = objective_step(self.segmenter, self.objective, batch, self.chunk)
         size = len(batch["phrases"])
-        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        return losses["loss"]
+        self.log_dict({f"train/{k}": v for k, v in step.terms.items()}, batch_size=size)
+        self.log("train/loss", step.loss.detach(), prog_bar=True, batch_size=size)
+        return step.loss
 
     def on_train_epoch_start(self) -> None:
         """Remember the vision cache's counters, to report this epoch's hit rate."""
@@ -202,6 +227,7 @@ class ConceptSegmentationTask(LightningModule):
             masks=self.hparams.mask_loss,
             exemplar_boxes=batch.get("exemplar_boxes"),
             exemplar_labels=batch.get("exemplar_labels"),
+            phrase_chunk=self.chunk,
         )
 
     def on_validation_epoch_start(self) -> None:
