@@ -238,8 +238,16 @@ def largest_chunk(
 ) -> tuple[int, MemoryEstimate, MemoryEstimate]:
     """The largest phrase chunk whose estimated step peak fits ``budget_gib``.
 
-    Memory is linear in the chunk (each query in a pass holds the same activations): two traces, at
-    chunks of 1 and 2 queries over enough phrases to chunk, fix the line.
+    Memory is linear in the chunk (each query in a pass holds the same activations): two traces of
+    two present phrases, one and two per pass, fix the line (present phrases run the mask decoder
+    too, so the line holds for any mix of phrases).
+
+    Args:
+        segmenter: The network with its trainable weights chosen.
+        image_size: Side of the network input.
+        budget_gib: GPU memory to fit, GiB.
+        batch_size: Images per step.
+        precision: Lightning's precision setting.
 
     Returns:
         ``(chunk, estimate at 1, estimate at 2)``.
@@ -250,14 +258,14 @@ def largest_chunk(
     if budget_gib <= 0:
         raise ValueError(f"memory_budget_gb must be positive, got {budget_gib}")
     # Every phrase present (the mask decoder runs for each): a chunk of positives is the costliest.
-    one = estimate_step_memory(segmenter, image_size, 4, 1, batch_size, precision, positives_per_image=4)
-    two = estimate_step_memory(segmenter, image_size, 4, 2, batch_size, precision, positives_per_image=4)
+    one = estimate_step_memory(segmenter, image_size, 2, 1, batch_size, precision, positives_per_image=2)
     if one.peak_gib > budget_gib:
         raise ValueError(
             f"memory_budget_gb={budget_gib:g} is below the estimated peak of even one phrase per detector "
             f"pass ({one.peak_gib:.1f} GiB at {image_size} px, batch {batch_size}, {precision}); raise the "
             "budget, lower data.image_size or data.batch_size, or train fewer weights (LoRA)"
         )
+    two = estimate_step_memory(segmenter, image_size, 2, 2, batch_size, precision, positives_per_image=2)
     per_query = max(two.peak_gib - one.peak_gib, 1e-6)
     return max(1, 1 + math.floor((budget_gib - one.peak_gib) / per_query)), one, two
 
