@@ -76,6 +76,11 @@ EXTRA_VERBS: dict[str, Verb] = {
         "engine",
         "Run data-engine rounds: fit, propose, verify, review, export, and fit again.",
     ),
+    "review": Verb(
+        "sam3_adapt.review_page.server",
+        "review",
+        "Review an engine round in the browser: one key or one box drag per decision, each journalled.",
+    ),
     "export": Verb(
         "sam3_adapt.release.export",
         "export",
