@@ -24,6 +24,8 @@ class Verb(NamedTuple):
     module: str
     function: str
     summary: str
+    #: The parameter a leading bare argument stands for (``sam3-adapt review ROUND_DIR``), if any.
+    positional: str = ""
 
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -80,6 +82,7 @@ EXTRA_VERBS: dict[str, Verb] = {
         "sam3_adapt.review_page.server",
         "review",
         "Review an engine round in the browser: one key or one box drag per decision, each journalled.",
+        positional="round_dir",
     ),
     "export": Verb(
         "sam3_adapt.release.export",
@@ -168,6 +171,10 @@ def run_verb(verb: str, args: list[str]) -> None:
     """Run one verb with its arguments (without the verb itself); errors propagate."""
     if verb in EXTRA_VERBS:
         from jsonargparse import CLI
+
+        positional = EXTRA_VERBS[verb].positional
+        if positional and args and not args[0].startswith("-"):
+            args = [f"--{positional}", *args]
 
         CLI(
             verb_function(verb),

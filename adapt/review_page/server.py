@@ -83,7 +83,8 @@ def create_app(session: ReviewSession, token: str | None = None, loopback: bool 
 
     @app.get("/api/state")
     def state(after: int = -1) -> dict[str, Any]:
-        return {"index": session.next_index(after), "progress": session.progress()}
+        ready = session.prompter is not None
+        return {"index": session.next_index(after), "progress": session.progress(), "model_ready": ready}
 
     @app.get("/api/pair/{index}")
     def pair(index: int) -> Any:
