@@ -26,6 +26,8 @@ class Verb(NamedTuple):
     summary: str
     #: The parameter a leading bare argument stands for (``sam3-adapt review ROUND_DIR``), if any.
     positional: str = ""
+    #: Boolean parameters that may be given bare (``--open`` for ``--open true``).
+    flags: tuple[str, ...] = ()
 
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -83,6 +85,7 @@ EXTRA_VERBS: dict[str, Verb] = {
         "review",
         "Review an engine round in the browser: one key or one box drag per decision, each journalled.",
         positional="round_dir",
+        flags=("open",),
     ),
     "export": Verb(
         "sam3_adapt.release.export",
@@ -172,9 +175,14 @@ def run_verb(verb: str, args: list[str]) -> None:
     if verb in EXTRA_VERBS:
         from jsonargparse import CLI
 
-        positional = EXTRA_VERBS[verb].positional
-        if positional and args and not args[0].startswith("-"):
-            args = [f"--{positional}", *args]
+        entry = EXTRA_VERBS[verb]
+        if entry.positional and args and not args[0].startswith("-"):
+            args = [f"--{entry.positional}", *args]
+        bare = {f"--{flag}" for flag in entry.flags}
+        args = [
+            f"{arg}=true" if arg in bare and (k + 1 == len(args) or args[k + 1].startswith("-")) else arg
+            for k, arg in enumerate(args)
+        ]
 
         CLI(
             verb_function(verb),

@@ -96,7 +96,7 @@ def test_a_person_works_the_queue_in_chromium(round_copy, tmp_path):
     server = start_server(folder, port, log)
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,820"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,960"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     wait = WebDriverWait(driver, 30)

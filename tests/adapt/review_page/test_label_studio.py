@@ -1,16 +1,22 @@
 """The queue goes out as Label Studio tasks (brush RLE predictions); their answers come back as decisions."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-pytest.importorskip("label_studio_sdk")
-from label_studio_sdk.converter import brush  # noqa: E402
+from sam3_adapt.review_page.label_studio import from_label_studio, to_label_studio
+from sam3_adapt.review_page.session import ReviewSession, read_round
 
-from sam3_adapt.review_page.label_studio import from_label_studio, to_label_studio  # noqa: E402
-from sam3_adapt.review_page.session import ReviewSession, read_round  # noqa: E402
+try:
+    from label_studio_sdk.converter import brush
+except ImportError:
+    # Optional (pip install 'sam3-adapt[label-studio]'); CI installs it and sets the variable.
+    if os.environ.get("SAM3_ADAPT_REQUIRE_LABEL_STUDIO"):
+        raise
+    pytest.skip("label-studio-sdk is not installed", allow_module_level=True)
 
 
 def test_tasks_out_and_answers_back_through_the_sdks_brush_rle(round_copy, tmp_path):

@@ -110,3 +110,10 @@ def test_undo_takes_back_a_whole_action_for_every_reader_of_the_journal(round_co
     assert human(journal) == [] and session.next_index() == 0
     with pytest.raises(ValueError, match="nothing to undo"):
         session.act(0, "undo", 0)
+
+
+def test_the_verb_takes_the_round_folder_first_and_a_bare_open(tmp_path):
+    from sam3_adapt.cli import run_verb
+
+    with pytest.raises(ValueError, match=f"{tmp_path}: no review_queue.jsonl"):
+        run_verb("review", [str(tmp_path), "--open", "--port", "9"])
