@@ -53,6 +53,8 @@ def test_page_decisions_train_the_next_round_with_negatives_and_partial_pairs(tm
 
     rows = engine(**arguments)  # the same command goes on: round 0's labels, then round 1's fit
     assert [r["round"] for r in rows] == [0, 1]
+    accepted = len(queue[partial].instances)  # "n" accepts what is shown, then closes the pair
+    assert rows[1]["human_actions"] == 1 + accepted + 1  # absent, the accepts, not_exhaustive
     assert (Path(arguments["out"]) / "round-1" / "adapter" / "adapter_config.json").is_file()
 
     labels = folder / "labels.json"
