@@ -24,6 +24,10 @@ class Verb(NamedTuple):
     module: str
     function: str
     summary: str
+    #: The parameter a leading bare argument stands for (``sam3-adapt review ROUND_DIR``), if any.
+    positional: str = ""
+    #: Boolean parameters that may be given bare (``--open`` for ``--open true``).
+    flags: tuple[str, ...] = ()
 
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -75,6 +79,13 @@ EXTRA_VERBS: dict[str, Verb] = {
         "sam3_adapt.engine.rounds",
         "engine",
         "Run data-engine rounds: fit, propose, verify, review, export, and fit again.",
+    ),
+    "review": Verb(
+        "sam3_adapt.review_page.server",
+        "review",
+        "Review an engine round in the browser: one key or one box drag per decision, each journalled.",
+        positional="round_dir",
+        flags=("open",),
     ),
     "export": Verb(
         "sam3_adapt.release.export",
@@ -163,6 +174,15 @@ def run_verb(verb: str, args: list[str]) -> None:
     """Run one verb with its arguments (without the verb itself); errors propagate."""
     if verb in EXTRA_VERBS:
         from jsonargparse import CLI
+
+        entry = EXTRA_VERBS[verb]
+        if entry.positional and args and not args[0].startswith("-"):
+            args = [f"--{entry.positional}", *args]
+        bare = {f"--{flag}" for flag in entry.flags}
+        args = [
+            f"{arg}=true" if arg in bare and (k + 1 == len(args) or args[k + 1].startswith("-")) else arg
+            for k, arg in enumerate(args)
+        ]
 
         CLI(
             verb_function(verb),

@@ -37,6 +37,7 @@ def test_the_wheel_installs_exactly_one_top_level_package(wheel):
     assert {name.split("/")[0] for name in names} == {"sam3_adapt", info}
     assert "sam3_adapt/recipes/tiny-cpu.yaml" in names
     assert "sam3_adapt/model/assets/tiny-sam3/model.safetensors" in names
+    assert "sam3_adapt/review_page/page.html" in names  # the review page is package data
 
 
 @pytest.mark.slow

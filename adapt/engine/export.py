@@ -115,6 +115,8 @@ def engine_pairs(
             if mode == "raw":
                 out.instances = [(box, rle, "pseudo") for box, rle in proposed]
                 out.provenance = "pseudo"
+            elif mode == "verified" and closed.get(key) == "absent":
+                pass  # a confirmed negative: whatever was proposed or accepted before, nothing is there
             elif mode == "verified" and key in closed:
                 for k, (box, rle) in enumerate(proposed):
                     d = person.get((*key, k))

@@ -4,8 +4,9 @@ The journal is the engine's source of truth: exports and verifier training are d
 Each decision is one committed row (SQLite in WAL mode with ``synchronous=FULL``: a committed row
 survives a ``kill -9`` or a power cut, and a kill mid-commit leaves the file as it was before that
 commit). Rows cannot be changed or deleted (triggers refuse it); a later decision on the same item
-supersedes an earlier one when exports read the journal. A journal belongs to one proposals run
-(its run id) and refuses to open on another.
+supersedes an earlier one when exports read the journal, and an ``undo`` decision takes back the
+decisions it names (their ``seq``): readers never see an undone decision. A journal belongs to one
+proposals run (its run id) and refuses to open on another.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from sam3_adapt.engine.store import ProposalRunError
 #: What a decision says. Per instance (MV): ``accept``, ``reject``, ``fix`` (a new mask from a box).
 #: Per pair (EV): ``add`` (a missing instance, from a box), ``absent`` (the phrase is not in the
 #: image), ``exhaustive`` (every instance is there), ``not_exhaustive`` (some are missing and were
-#: not added). Triage (a verifier): ``auto_accept``, ``auto_reject``, ``queue``.
+#: not added). Triage (a verifier): ``auto_accept``, ``auto_reject``, ``queue``. ``undo`` takes back the
+#: decisions whose ``seq`` its value lists (``{"undoes": [seq, ...]}``).
 Kind = Literal[
     "accept",
     "reject",
@@ -34,6 +36,7 @@ Kind = Literal[
     "auto_accept",
     "auto_reject",
     "queue",
+    "undo",
 ]
 #: Who decided: a person, a verifier (rules or learned), or the simulated annotator.
 ActorKind = Literal["human", "verifier", "simulated"]
@@ -53,6 +56,7 @@ class Decision:
         value: What goes with it: a box and mask for ``fix``/``add``, a verifier's score, ...
         round: The engine round it belongs to.
         at: UTC time of the decision (ISO 8601); set when written.
+        seq: Its place in the journal (1, 2, ...); set when read.
     """
 
     file_name: str
@@ -64,6 +68,7 @@ class Decision:
     value: dict[str, Any] = field(default_factory=dict)
     round: int = 0
     at: str = ""
+    seq: int = 0
 
 
 _SCHEMA = """
@@ -79,6 +84,10 @@ CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
     BEGIN SELECT RAISE(ABORT, 'the decision journal is append-only'); END;
 """
+
+
+class JournalConflict(RuntimeError):
+    """A pair changed since the writer last read it (another tab or tool decided on it meanwhile)."""
 
 
 class Journal:
@@ -113,8 +122,21 @@ class Journal:
             )
         self.run_id = run_id
 
-    def append(self, decisions: list[Decision]) -> None:
-        """Write decisions in one transaction: all of them are on disk when this returns, or none."""
+    def append(self, decisions: list[Decision], expect: tuple[str, str, int] | None = None) -> list[int]:
+        """Write decisions in one transaction: all of them are on disk when this returns, or none.
+
+        Args:
+            decisions: The decisions, in order.
+            expect: ``(file_name, phrase, seq)``: write only if the latest row about that pair is still
+                ``seq`` (0: none yet). The check and the write are one transaction, so of two writers
+                that read the same state only the first writes; the other gets `JournalConflict`.
+
+        Returns:
+            The ``seq`` of each decision written.
+
+        Raises:
+            JournalConflict: If ``expect`` no longer holds (nothing was written).
+        """
         now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         rows = [
             (
@@ -132,30 +154,53 @@ class Journal:
         ]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO decisions (file_name, phrase, instance, kind, value, actor, actor_kind, round, "
-                "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if expect is not None and self.pair_seq(*expect[:2]) != expect[2]:
+                raise JournalConflict(
+                    f"{self.path}: {expect[0]} / {expect[1]!r} was decided on meanwhile (another tab?); "
+                    "reload it (nothing was written)"
+                )
+            seqs = []
+            for row in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO decisions (file_name, phrase, instance, kind, value, actor, actor_kind, "
+                    "round, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                seqs.append(int(cursor.lastrowid))
+        return seqs
 
-    def decisions(self, actor_kind: ActorKind | None = None) -> list[Decision]:
-        """Every decision in the order written (of one kind of actor when given)."""
-        query = "SELECT file_name, phrase, instance, kind, value, actor, actor_kind, round, at FROM decisions"
-        args: tuple[Any, ...] = ()
-        if actor_kind is not None:
-            query, args = query + " WHERE actor_kind = ?", (actor_kind,)
-        return [
-            Decision(f, p, k, a, ak, i, json.loads(v), r, at)  # type: ignore[arg-type]
-            for f, p, i, k, v, a, ak, r, at in self._db.execute(query + " ORDER BY seq", args)
+    def pair_seq(self, file_name: str, phrase: str) -> int:
+        """``seq`` of the latest row about a pair (0 when there is none): its version for `append`."""
+        row = self._db.execute(
+            "SELECT MAX(seq) FROM decisions WHERE file_name = ? AND phrase = ?", (file_name, phrase)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def decisions(self, actor_kind: ActorKind | None = None, undone: bool = False) -> list[Decision]:
+        """Every decision in the order written (of one kind of actor when given).
+
+        Args:
+            actor_kind: Only the decisions of this kind of actor.
+            undone: Keep the decisions an ``undo`` took back, and the ``undo`` rows themselves.
+        """
+        columns = "file_name, phrase, instance, kind, value, actor, actor_kind, round, at, seq"
+        query = f"SELECT {columns} FROM decisions"
+        found = [
+            Decision(f, p, k, a, ak, i, json.loads(v), r, at, seq)  # type: ignore[arg-type]
+            for f, p, i, k, v, a, ak, r, at, seq in self._db.execute(query + " ORDER BY seq")
         ]
+        if not undone:
+            taken_back = {seq for d in found if d.kind == "undo" for seq in d.value.get("undoes", [])}
+            found = [d for d in found if d.kind != "undo" and d.seq not in taken_back]
+        return [d for d in found if actor_kind is None or d.actor_kind == actor_kind]
 
     def reviewed_pairs(self) -> set[tuple[str, str]]:
-        """Pairs a person (or the simulated annotator) has closed with an EV decision."""
-        rows = self._db.execute(
-            "SELECT DISTINCT file_name, phrase FROM decisions WHERE actor_kind != 'verifier' "
-            "AND kind IN ('absent', 'exhaustive', 'not_exhaustive')"
-        )
-        return {(f, p) for f, p in rows}
+        """Pairs a person (or the simulated annotator) has closed with an EV decision (not undone)."""
+        return {
+            (d.file_name, d.phrase)
+            for d in self.decisions()
+            if d.actor_kind != "verifier" and d.kind in ("absent", "exhaustive", "not_exhaustive")
+        }
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])

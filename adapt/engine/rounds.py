@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions
+from sam3_adapt.engine.annotator import ACTION_COST, SimulatedAnnotator, from_scratch_actions
 from sam3_adapt.engine.export import LabelledPair, engine_pairs, labelled_pairs, truth_of, write_pairs
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
@@ -158,6 +158,8 @@ def engine(
                 )
                 journal.close()
                 return rows
+            people = [d for d in journal.decisions("human") if d.round == r]
+            spent += sum(ACTION_COST.get(d.kind, 0) for d in people)  # made on the review page
         else:
             scratch = from_scratch_actions(truth, sum(len(rec["pairs"]) for rec in records.values()))
             budget = None if review_budget is None else int(review_budget * scratch)
