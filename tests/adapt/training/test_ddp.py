@@ -57,7 +57,7 @@ def tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def fit(tmp_path: Path, devices: int, checkpoint: Path) -> dict:
+def fit(tmp_path: Path, devices: int, checkpoint: Path, chunk: int | None = None) -> dict:
     train_json, images = write_shapes_coco(tmp_path / "train", num_images=8, image_size=64, seed=0)
     # Three validation images on two processes: Lightning's distributed sampler repeats one of them.
     val_json, val_images = write_shapes_coco(tmp_path / "val", num_images=3, image_size=64, seed=1)
@@ -77,7 +77,11 @@ def fit(tmp_path: Path, devices: int, checkpoint: Path) -> dict:
     )
     torch.manual_seed(0)  # the same LoRA initialisation in both runs
     task = ConceptSegmentationTask(
-        checkpoint=str(checkpoint), adaptation="lora", lora={"rank": 4, "dropout": 0.0}, lr_detector=1e-3
+        checkpoint=str(checkpoint),
+        adaptation="lora",
+        lora={"rank": 4, "dropout": 0.0},
+        lr_detector=1e-3,
+        phrase_chunk=chunk,
     )
     result = tmp_path / f"result-{devices}.pt"
     trainer = L.Trainer(
@@ -123,3 +127,20 @@ def test_two_process_ddp_fit_equals_one_process_fit_with_the_same_global_batch(t
     assert moved > 0  # the adapters trained (LoRA B starts at zero)
     assert "val/cgF1" in single["metrics"] and "val/count_MAE" in single["metrics"]
     assert ddp["metrics"] == pytest.approx(single["metrics"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_fit_with_phrases_in_chunks_equals_one_process_fit_of_whole_batches(tmp_path):
+    # Each process sends its queries through the detector one at a time and caches the gradients;
+    # DDP averages the cached gradients (they arrive through the parameters' own hooks in the one
+    # backward pass it sees), so the result is the single process's whole-batch step.
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    single = fit(tmp_path / "one", 1, checkpoint)
+    chunked = fit(tmp_path / "two", 2, checkpoint, chunk=1)
+    assert chunked["world"] == 2
+    assert chunked["losses"] == pytest.approx(single["losses"], rel=1e-5)
+    assert single["grads"].keys() == chunked["grads"].keys()
+    for name, grad in single["grads"].items():
+        torch.testing.assert_close(chunked["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    for name, weight in single["weights"].items():
+        torch.testing.assert_close(chunked["weights"][name], weight, atol=1e-6, rtol=1e-4, msg=name)
