@@ -65,6 +65,11 @@ EXTRA_VERBS: dict[str, Verb] = {
         "make_shapes",
         "Write a small synthetic COCO set of coloured shapes (train.json, val.json and images/).",
     ),
+    "memory": Verb(
+        "sam3_adapt.jobs.memory",
+        "memory",
+        "Estimate a recipe's peak GPU memory per phrases per image, on this machine, before renting a card.",
+    ),
     "mine-negatives": Verb(
         "sam3_adapt.jobs.mine_negatives",
         "mine_negatives",

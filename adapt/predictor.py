@@ -16,7 +16,7 @@ from sam3_adapt.data_mix.transforms import network_input
 from sam3_adapt.evaluation.run import evaluate
 from sam3_adapt.inference.overlay import overlay_figure, save_figure
 from sam3_adapt.inference.prediction import Prediction
-from sam3_adapt.model.detections import Resize, detect
+from sam3_adapt.model.detections import PHRASE_CHUNK, Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
 
@@ -38,6 +38,8 @@ class Predictor:
         masks: Decode masks; ``False`` for box-only models (faster, ``Prediction.masks`` is ``None``).
         device: Where to run; default CUDA when available, else the CPU.
         resize: ``"letterbox"`` (the image's aspect ratio kept, padded to the square) or ``"squash"``.
+        phrase_chunk: Phrases per detector pass, so that hundreds of phrases per image fit in memory
+            (the detections do not depend on it); ``None`` runs them all at once.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Predictor:
         masks: bool = True,
         device: str | None = None,
         resize: Resize = "letterbox",
+        phrase_chunk: int | None = PHRASE_CHUNK,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.segmenter = segmenter.to(self.device).eval()
@@ -62,6 +65,7 @@ class Predictor:
         self.max_detections = max_detections
         self.masks = masks
         self.resize = resize
+        self.phrase_chunk = phrase_chunk
 
     @torch.no_grad()
     def predict(
@@ -99,6 +103,7 @@ class Predictor:
             min_score=self.score_threshold if threshold is None else threshold,
             masks=self.masks,
             resize=self.resize,
+            phrase_chunk=self.phrase_chunk,
         )
         return Prediction(
             phrases=asked,

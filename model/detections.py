@@ -289,6 +289,10 @@ def _window(taps: tuple[torch.Tensor, ...], positive: torch.Tensor) -> slice:
     return slice(int(hit[0]), int(hit[-1]) + 1)
 
 
+#: Queries per detector pass at inference unless told: memory flat in phrases, the same detections.
+PHRASE_CHUNK = 32
+
+
 @torch.no_grad()
 def detect(
     segmenter: ConceptSegmenter,
@@ -300,7 +304,7 @@ def detect(
     top_k: int = 100,
     min_score: float = 0.0,
     masks: bool = True,
-    phrase_chunk: int | None = None,
+    phrase_chunk: int | None = PHRASE_CHUNK,
     exemplar_boxes: Sequence[torch.Tensor] | None = None,
     exemplar_labels: Sequence[torch.Tensor] | None = None,
     resize: Resize = "letterbox",
@@ -323,7 +327,8 @@ def detect(
         top_k: Detections kept per query.
         min_score: Detections scoring below this are dropped.
         masks: Decode masks; ``False`` for box-only models (``QueryDetections.masks`` is ``None``).
-        phrase_chunk: Queries per detector pass; ``None`` runs all of them at once.
+        phrase_chunk: Queries per detector pass (each query's detections do not depend on it);
+            ``None`` runs all of them at once.
         exemplar_boxes: Optional exemplar boxes per query (see `ConceptSegmenter.forward`).
         exemplar_labels: Their labels.
         resize: How the images were made square (``letterbox``, the kit's evaluation transform, or

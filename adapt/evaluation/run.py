@@ -23,6 +23,7 @@ from sam3_adapt.evaluation.pictures import pairs_figure, select_pairs
 from sam3_adapt.evaluation.report import write_report
 from sam3_adapt.fitting.out_folder import OutFolder
 from sam3_adapt.inference.loop import predict_samples
+from sam3_adapt.model.detections import PHRASE_CHUNK
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
 from sam3_adapt.training.coco_results import write_coco_results
@@ -50,6 +51,7 @@ def predict_set(
     num_workers: int,
     progress: bool,
     resize: Literal["letterbox", "squash"] = "letterbox",
+    phrase_chunk: int | None = PHRASE_CHUNK,
 ) -> Run:
     """Run a model over every (image, phrase) pair of ``coco`` and collect its detections.
 
@@ -69,6 +71,7 @@ def predict_set(
         progress=progress,
         desc=f"evaluate {label}",
         resize=resize,
+        phrase_chunk=phrase_chunk,
     )
     for result in results:
         image_id, found = result.sample.image_id, result.detections
@@ -132,6 +135,7 @@ def evaluate(
     image_size: int | None = None,
     resize: Literal["letterbox", "squash"] = "letterbox",
     batch_size: int = 4,
+    phrase_chunk: int = PHRASE_CHUNK,
     score_threshold: float = 0.5,
     max_detections: int = 100,
     prompt_map: dict[str, str] | str | None = None,
@@ -174,6 +178,8 @@ def evaluate(
             kept, and the square padded (detections map back exactly); ``squash``: stretched to the
             square, as SAM 3's reference evaluation does.
         batch_size: Images per forward pass (each brings all of its phrases).
+        phrase_chunk: Phrases per detector pass: memory stays flat with hundreds of phrases per
+            image, and the detections do not depend on it.
         score_threshold: Score a detection needs to count for cgF1, counts, pictures and breakdowns.
         max_detections: Detections kept per image-phrase pair and per image for AP (100 as in the paper).
             A pair never has more than the model's object slots (20 for ``tiny``, 200 for
@@ -207,8 +213,10 @@ def evaluate(
         )
     if not 0.0 < score_threshold <= 1.0:
         raise ValueError(f"score_threshold must be in (0, 1], got {score_threshold}")
-    if batch_size < 1 or max_detections < 1 or pictures < 0:
-        raise ValueError("batch_size and max_detections must be positive and pictures non-negative")
+    if batch_size < 1 or max_detections < 1 or pictures < 0 or phrase_chunk < 1:
+        raise ValueError(
+            "batch_size, phrase_chunk and max_detections must be positive and pictures non-negative"
+        )
     inputs = {
         "data_json": data_json,
         "image_dir": image_dir,
@@ -234,6 +242,7 @@ def evaluate(
             "image_size": image_size or segmenter.image_size,
             "resize": resize,
             "batch_size": batch_size,
+            "phrase_chunk": phrase_chunk,
             "score_threshold": score_threshold,
             "max_detections": max_detections,
             "num_workers": num_workers,

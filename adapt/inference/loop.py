@@ -16,7 +16,7 @@ from sam3_adapt.data_mix.batch import QueryTarget
 from sam3_adapt.data_mix.dataset import eval_loader
 from sam3_adapt.data_mix.samples import ConceptSample
 from sam3_adapt.inference.slots import check_slots
-from sam3_adapt.model.detections import QueryDetections, Resize, detect
+from sam3_adapt.model.detections import PHRASE_CHUNK, QueryDetections, Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 
 
@@ -49,7 +49,7 @@ def predict_samples(
     max_detections: int = 100,
     min_score: float = 0.0,
     masks: bool = True,
-    phrase_chunk: int | None = None,
+    phrase_chunk: int | None = PHRASE_CHUNK,
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "predict",

@@ -262,7 +262,7 @@ def largest_chunk(
     if one.peak_gib > budget_gib:
         raise ValueError(
             f"memory_budget_gb={budget_gib:g} is below the estimated peak of even one phrase per detector "
-            f"pass ({one.peak_gib:.1f} GiB at {image_size} px, batch {batch_size}, {precision}); raise the "
+            f"pass ({one.peak_gib:.3g} GiB at {image_size} px, batch {batch_size}, {precision}); raise the "
             "budget, lower data.image_size or data.batch_size, or train fewer weights (LoRA)"
         )
     two = estimate_step_memory(segmenter, image_size, 2, 2, batch_size, precision, positives_per_image=2)

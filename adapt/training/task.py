@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.batch import ConceptBatch, EvaluationData, Split
 from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora, describe_trainable
-from sam3_adapt.model.detections import QueryDetections, detect
+from sam3_adapt.model.detections import PHRASE_CHUNK, QueryDetections, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
 from sam3_adapt.model.memory import enable_activation_checkpointing
@@ -227,7 +227,7 @@ class ConceptSegmentationTask(LightningModule):
             masks=self.hparams.mask_loss,
             exemplar_boxes=batch.get("exemplar_boxes"),
             exemplar_labels=batch.get("exemplar_labels"),
-            phrase_chunk=self.chunk,
+            phrase_chunk=self.chunk or PHRASE_CHUNK,
         )
 
     def on_validation_epoch_start(self) -> None:
