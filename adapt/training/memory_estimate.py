@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.outputs import ConceptOutputs
@@ -270,23 +269,34 @@ def largest_chunk(
     return max(1, 1 + math.floor((budget_gib - one.peak_gib) / per_query)), one, two
 
 
-def auto_chunk(task: nn.Module, image_size: int, budget_gb: float | None) -> int | None:
+def auto_chunk(task: Any, image_size: int, budget_gb: float | None) -> int | None:
     """The ``phrase_chunk: auto`` of a task: the largest chunk that fits its budget, or no chunking.
 
+    The estimate is that of ``sam3-adapt memory``: the task's architecture with its recipe's trainable
+    weights, on fake tensors (the live model and its device are not touched).
+
     Args:
-        task: A ``ConceptSegmentationTask`` (its ``segmenter``, ``trainer`` and hyperparameters).
+        task: A ``ConceptSegmentationTask`` attached to a trainer (its hyperparameters, network
+            config, the trainer's device, precision and data module).
         image_size: Side of the network input.
-        budget_gb: The budget; ``None`` takes 90% of the GPU's memory, or no chunking on a CPU.
+        budget_gb: The budget in GiB; ``None`` takes 90% of the GPU's memory, or no chunking on a CPU.
     """
-    device = next(task.parameters()).device
+    trainer = task.trainer
+    device = trainer.strategy.root_device
     if budget_gb is None:
         if device.type != "cuda":
             return None
         budget_gb = 0.9 * torch.cuda.get_device_properties(device).total_memory / GIB
-    trainer = getattr(task, "_trainer", None)
-    precision = str(getattr(trainer, "precision", "32-true")) if trainer is not None else "32-true"
-    batch_size = getattr(getattr(trainer, "datamodule", None), "batch_size", 1) if trainer is not None else 1
-    chunk, one, two = largest_chunk(task.segmenter, image_size, budget_gb, int(batch_size or 1), precision)
+    hp = task.hparams
+    fake = recipe_segmenter(
+        task.segmenter.sam3.config,
+        adaptation=hp.adaptation,
+        lora=hp.lora,
+        freeze=hp.freeze,
+        activation_checkpointing=hp.activation_checkpointing,
+    )
+    batch_size = int(getattr(getattr(trainer, "datamodule", None), "batch_size", 1) or 1)
+    chunk, one, two = largest_chunk(fake, image_size, budget_gb, batch_size, str(trainer.precision))
     print(  # noqa: T201 - the user should see what was chosen and why
         f"phrase_chunk auto: {chunk} queries per detector pass fit {budget_gb:.1f} GiB "
         f"(estimated {one.peak_gib:.2f} GiB at 1, +{two.peak_gib - one.peak_gib:.3f} GiB per query)"

@@ -128,3 +128,26 @@ def test_bf16_mixed_chunked_step_matches_the_whole_batch_to_bf16_rounding(world)
     for name, grad in whole_first.grads.items():
         scale = grad.abs().max().clamp(min=1e-8)
         assert (chunked_first.grads[name] - grad).abs().max() <= 0.05 * scale, name
+
+
+def test_auto_chunk_fits_the_budget_on_the_estimate_and_leaves_a_cpu_without_budget_unchunked(world, capsys):
+    checkpoint, train_json, images = world
+    data = ConceptDataModule(train_json=str(train_json), image_dir=str(images), image_size=SIZE, batch_size=2)
+
+    def chunk_after_one_step(**settings) -> int | None:
+        task = ConceptSegmentationTask(checkpoint=str(checkpoint), phrase_chunk="auto", **settings)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(task, data)
+        return task.chunk
+
+    assert chunk_after_one_step() is None  # no budget on a CPU: every query at once
+    assert chunk_after_one_step(memory_budget_gb=50.0) > 100  # the tiny model's queries cost kilobytes
+    assert "phrase_chunk auto:" in capsys.readouterr().out
