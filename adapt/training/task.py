@@ -60,6 +60,10 @@ class ConceptSegmentationTask(LightningModule):
         pos_weight: Weight of matched predictions in the IA-BCE classification loss (10 RF100-VL, 5 ODinW).
         aux_loss: Apply box, classification and presence losses on every decoder layer, not only the last.
         loss_weights: Overrides of the objective's term weights, e.g. ``{weight_class: 20.0}``.
+        class_pad_slots: Slots per exhaustive query the class term divides by at least: 200, the
+            reference's ``pad_n_queries``, keeps the term's scale whatever the model's slot count;
+            ``null`` divides by the model's own slots (20 for the tiny model: a class term 10x
+            the reference's, what ``tiny-10shot`` and the tiny base were tuned with).
         score_threshold: Score above which a detection counts as predicted (cgF1, predictions file).
         max_detections: Detections kept per (image, phrase) pair for evaluation and prediction.
         activation_checkpointing: Recompute transformer blocks in the backward pass instead of storing
@@ -102,6 +106,7 @@ class ConceptSegmentationTask(LightningModule):
         pos_weight: float = 10.0,
         aux_loss: bool = True,
         loss_weights: dict[str, float] | None = None,
+        class_pad_slots: int | None = 200,
         score_threshold: float = 0.5,
         max_detections: int = 100,
         activation_checkpointing: bool = False,
@@ -122,7 +127,11 @@ class ConceptSegmentationTask(LightningModule):
         self.strict_loading = False
         self.segmenter = self._build_segmenter()
         self.objective = ConceptObjective(
-            mask_loss=mask_loss, pos_weight=pos_weight, aux_loss=aux_loss, **(loss_weights or {})
+            mask_loss=mask_loss,
+            pos_weight=pos_weight,
+            aux_loss=aux_loss,
+            pad_slots=class_pad_slots,
+            **(loss_weights or {}),
         )
         self.evaluator: ConceptEvaluator | None = None
         self._cache_counts = (0, 0)
