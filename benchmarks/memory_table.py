@@ -133,6 +133,7 @@ def main(
     image_size: int = 1008,
     measure: bool = True,
     memory_limit_gb: float = 18.0,
+    rows_to_measure: list[int] | None = None,
     out: str = str(OUT / "memory_table"),
 ) -> list[dict[str, Any]]:
     """Estimate every row, measure the rows marked for it, and write JSON and Markdown.
@@ -144,13 +145,16 @@ def main(
         measure: Measure the marked rows (``false``: estimates only, in seconds).
         memory_limit_gb: Address-space limit of a measuring process on the CPU (it fails instead of
             exhausting the machine); 0 for none.
+        rows_to_measure: Indices into :data:`ROWS` to measure instead of those marked for the CPU.
         out: Output path without suffix.
 
     Returns:
         The rows.
     """
     rows = []
-    for recipe, checkpointing, phrases, chunk, on_cpu in ROWS:
+    for index, (recipe, checkpointing, phrases, chunk, on_cpu) in enumerate(ROWS):
+        if rows_to_measure is not None:
+            on_cpu = index in rows_to_measure
         row: dict[str, Any] = {
             "recipe": recipe,
             "checkpointing": checkpointing,

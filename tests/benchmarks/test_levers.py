@@ -7,9 +7,7 @@ from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.tiny import sam3_processor, tiny_sam3_config
 from sam3_adapt.training.loss import ConceptObjective
-
-SIZE = 112
-MASK = SIZE // 14 * 4
+from tests.adapt.training.test_chunked_step import SIZE, target
 
 
 def tiny_segmenter(adaptation: str) -> ConceptSegmenter:
@@ -28,17 +26,6 @@ def tiny_segmenter(adaptation: str) -> ConceptSegmenter:
     else:
         apply_full_finetune(network, freeze=["vision_encoder", "text_encoder"])
     return ConceptSegmenter(network.train(), sam3_processor(SIZE).tokenizer)
-
-
-def target(boxes: list[list[float]], with_masks: bool) -> dict[str, torch.Tensor]:
-    masks = torch.zeros(len(boxes), MASK, MASK, dtype=torch.bool)
-    for mask, (x0, y0, x1, y1) in zip(masks, boxes):
-        mask[int(y0 * MASK) : int(y1 * MASK), int(x0 * MASK) : int(x1 * MASK)] = with_masks
-    return {
-        "boxes": torch.tensor(boxes).reshape(-1, 4),
-        "masks": masks,
-        "has_mask": torch.full((len(boxes),), with_masks),
-    }
 
 
 def batch() -> dict:
