@@ -19,9 +19,24 @@ from transformers import Sam3Model
 from benchmarks.phrase_batching import config_of, make_batches
 from sam3_adapt.model.adaptation import LoraSettings, apply_lora
 from sam3_adapt.model.forward import ConceptSegmenter
+from sam3_adapt.model.tiny import tiny_sam3_config
 from sam3_adapt.model.tokenizer import clip_tokenizer
 from sam3_adapt.training.chunked_step import objective_step
 from sam3_adapt.training.loss import ConceptObjective
+
+
+def detector_config():
+    """``facebook/sam3``'s detector behind a small ViT: the part of the step that chunks repeat.
+
+    DETR encoder and decoder of 6 layers, 256 wide, 8 heads, 200 slots, on 5,184 image tokens (1008 px).
+    """
+    config = tiny_sam3_config(
+        image_size=1008, vision_hidden=64, vision_layers=2, detr_hidden=256, detr_layers=6, num_queries=200
+    )
+    for sub in ("geometry_encoder_config", "detr_encoder_config", "detr_decoder_config"):
+        getattr(config, sub).num_attention_heads = 8
+    config.mask_decoder_config.num_attention_heads = 8
+    return config
 
 
 def main(
@@ -35,7 +50,8 @@ def main(
     """Median step time per chunk size.
 
     Args:
-        config: ``tiny`` or ``mid`` (see :mod:`benchmarks.phrase_batching`).
+        config: ``tiny`` or ``mid`` (see :mod:`benchmarks.phrase_batching`), or ``detector``: the
+            full-size detector at 1008 px behind a small ViT (:func:`detector_config`).
         phrases: Phrases per image (one present).
         batch_size: Images per step.
         chunks: Chunk sizes to time; ``None`` in the list is the whole batch. Default: whole, 8, 4, 2, 1.
@@ -47,7 +63,7 @@ def main(
     """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    sam3_config = config_of(config)
+    sam3_config = detector_config() if config == "detector" else config_of(config)
     size = sam3_config.vision_config.backbone_config.image_size
     network = apply_lora(Sam3Model(sam3_config), LoraSettings(dropout=0.0))
     segmenter = ConceptSegmenter(network.train(), clip_tokenizer(), image_size=size)
