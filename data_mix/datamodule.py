@@ -18,6 +18,7 @@ from sam3_adapt.data_mix.negatives.add import add_negatives
 from sam3_adapt.data_mix.readers.coco import CocoSet
 from sam3_adapt.data_mix.readers.sources import MixSource, Source
 from sam3_adapt.data_mix.resumable import ResumableLoader
+from sam3_adapt.data_mix.synthetic.shapes import is_synthetic_world
 from sam3_adapt.data_mix.transforms import eval_transform, train_transform
 
 #: Key prefix of the named training sources in `ConceptDataModule.files`.
@@ -180,6 +181,16 @@ class ConceptDataModule(L.LightningDataModule):
             self.weights = {"train": 1.0} | ({"anchor": anchor_ratio} if anchor_json is not None else {})
         self.train_collator = ConceptCollator(exemplar_prob, visual_only_prob, seed)
         self.sets: dict[str, CocoSet] = {}
+
+    def trains_on_synthetic_world(self) -> bool:
+        """Whether every training source is a COCO file of the kit's synthetic concept world."""
+        training = [
+            source
+            for split, source in self.files.items()
+            if split in ("train", "anchor") or split.startswith(MIX)
+        ]
+        present = [source for source in training if source is not None]
+        return bool(present) and all(is_synthetic_world(source.path) for source in present)
 
     def _load(self, split: str) -> CocoSet | None:
         """Read a split's source once; ``None`` when the split has none."""

@@ -195,9 +195,7 @@ def eval_loader(
         A DataLoader of `sam3_adapt.data_mix.batch.ConceptBatch` dicts.
     """
     return DataLoader(
-        ConceptDataset(
-            samples, eval_transform(image_size, resize), seed=seed, target_masks=target_masks
-        ),
+        ConceptDataset(samples, eval_transform(image_size, resize), seed=seed, target_masks=target_masks),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.batch import ConceptBatch, EvaluationData, Split
 from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora, describe_trainable
+from sam3_adapt.model.checkpoints import resolve_checkpoint
 from sam3_adapt.model.detections import PHRASE_CHUNK, QueryDetections, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
@@ -24,6 +25,13 @@ from sam3_adapt.training.loss import ConceptObjective
 from sam3_adapt.training.memory_estimate import auto_chunk
 from sam3_adapt.training.metrics import ConceptEvaluator
 from sam3_adapt.training.schedule import cosine_schedule, inverse_sqrt_schedule
+
+#: Said once when the built-in tiny base is fitted on data that is not the kit's synthetic world.
+TINY_ON_REAL_DATA = (
+    "the base is the built-in tiny SAM 3, a stand-in pretrained on a synthetic world of coloured shapes: "
+    "it scores 0 AP on real photographs before and after adaptation, so this fit can teach it little. "
+    "Real pictures need facebook/sam3 (--model.checkpoint facebook/sam3, e.g. --config lora-10shot on a GPU)"
+)
 
 
 class ConceptSegmentationTask(LightningModule):
@@ -173,11 +181,20 @@ class ConceptSegmentationTask(LightningModule):
             cached = [name for name, cache in caches.items() if cache is not None]
             rank_zero_info(f"feature cache ({self.hparams.feature_cache}) on the frozen {', '.join(cached)}")
         self._check_phrases()
+        self._warn_if_tiny_on_real_data()
 
     def _evaluation_data(self) -> EvaluationData | None:
         """The trainer's data module when it offers ground truth and phrase origins (`EvaluationData`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         return datamodule if isinstance(datamodule, EvaluationData) else None
+
+    def _warn_if_tiny_on_real_data(self) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        synthetic = getattr(data, "trains_on_synthetic_world", None)
+        if synthetic is None or resolve_checkpoint(self.hparams.checkpoint) != resolve_checkpoint("tiny"):
+            return
+        if not synthetic():
+            rank_zero_warn(TINY_ON_REAL_DATA)
 
     def _check_phrases(self) -> None:
         data = self._evaluation_data()

@@ -127,6 +127,24 @@ def save_image(pixels: np.ndarray, image_dir: Path, index: int) -> dict[str, obj
     return {"id": index + 1, "file_name": file_name, "height": height, "width": width}
 
 
+#: ``info.description`` of every COCO file the kit's synthetic worlds write: how a fit tells the
+#: concept world (what the tiny base knows) from a user's own data.
+SYNTHETIC_WORLD = "sam3-adapt synthetic concept world"
+
+
+def is_synthetic_world(json_path: str | Path) -> bool:
+    """Whether a COCO file was written by the kit's synthetic worlds, from its ``info.description``.
+
+    Those are ``make-world``, ``make-shapes`` and the demo's files (and K-shot splits of them, which
+    keep ``info``). False for anything else or anything unreadable.
+    """
+    try:
+        info = json.loads(Path(json_path).read_text()).get("info") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(info, dict) and info.get("description") == SYNTHETIC_WORLD
+
+
 def write_coco_json(
     folder: Path,
     images: list[dict[str, object]],
@@ -135,6 +153,7 @@ def write_coco_json(
 ) -> Path:
     """Write ``folder/annotations.json`` from its three lists and return its path."""
     json_path = folder / "annotations.json"
-    coco = {"images": images, "annotations": annotations, "categories": categories}
+    info = {"description": SYNTHETIC_WORLD, "contributor": "sam3-adapt"}
+    coco = {"info": info, "images": images, "annotations": annotations, "categories": categories}
     json_path.write_text(json.dumps(coco, indent=1))
     return json_path
