@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
-from sam3_adapt.data_mix.images import pil_to_rgb8, read_rgb
+from sam3_adapt.data_mix.images import ImageLike, read_image
 from sam3_adapt.data_mix.transforms import network_input
 from sam3_adapt.evaluation.run import evaluate
 from sam3_adapt.inference.overlay import overlay_figure, save_figure
@@ -20,34 +19,6 @@ from sam3_adapt.inference.prediction import Prediction
 from sam3_adapt.model.detections import Resize, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
-
-ImageLike = Image.Image | str | os.PathLike | np.ndarray
-
-
-def read_image(image: ImageLike) -> np.ndarray:
-    """An image as an ``(H, W, 3)`` uint8 RGB array.
-
-    Files and PIL images of more than 8 bits per sample (16-bit microscopy, say) are mapped to 8 bits
-    by the one rule of `sam3_adapt.data_mix.images`, as in training and evaluation.
-
-    Args:
-        image: A PIL image, the path of an image file, or an ``(H, W, 3)`` uint8 array.
-
-    Returns:
-        The array.
-
-    Raises:
-        ImageReadError: If a file cannot be read or is over the pixel limit (a ``ValueError``).
-        ValueError: If an array is not ``(H, W, 3)`` uint8.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        return read_rgb(image)
-    if isinstance(image, Image.Image):
-        return pil_to_rgb8(image)
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"an image array must be (H, W, 3) uint8 RGB, got {array.shape} {array.dtype}")
-    return array
 
 
 class Predictor:

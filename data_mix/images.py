@@ -30,6 +30,8 @@ DEFAULT_MAX_PIXELS = 100_000_000
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.8
 #: Bytes at the end of a file searched for its end marker (trailing metadata may follow it).
 _TAIL = 4096
+#: What `read_image` takes: a Pillow image, an image file's path, or an ``(H, W, 3)`` uint8 array.
+ImageLike = Image.Image | str | os.PathLike | np.ndarray
 
 
 class ImageReadError(ValueError):
@@ -111,6 +113,32 @@ def read_rgb(path: str | os.PathLike, *, where: str = "", limit: int | None = No
             return pil_to_rgb8(im)
         except (OSError, ValueError, SyntaxError) as err:
             raise _error(path, where, f"cannot decode the image ({err})") from err
+
+
+def read_image(image: ImageLike) -> np.ndarray:
+    """An image as an ``(H, W, 3)`` uint8 RGB array.
+
+    Files and PIL images of more than 8 bits per sample (16-bit microscopy, say) are mapped to 8 bits
+    by the one rule of this module, as in training and evaluation.
+
+    Args:
+        image: A PIL image, the path of an image file, or an ``(H, W, 3)`` uint8 array.
+
+    Returns:
+        The array.
+
+    Raises:
+        ImageReadError: If a file cannot be read or is over the pixel limit (a ``ValueError``).
+        ValueError: If an array is not ``(H, W, 3)`` uint8.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        return pil_to_rgb8(image)
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"an image array must be (H, W, 3) uint8 RGB, got {array.shape} {array.dtype}")
+    return array
 
 
 def pil_to_rgb8(image: Image.Image) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.outputs import ConceptOutputs
@@ -304,6 +305,7 @@ def detect(
     exemplar_labels: Sequence[torch.Tensor] | None = None,
     resize: Resize = "letterbox",
     hflip: bool = False,
+    vision: Sam3VisionEncoderOutput | None = None,
 ) -> list[QueryDetections]:
     """Predict every (image, phrase) query of a batch and keep the best detections of each.
 
@@ -329,15 +331,23 @@ def detect(
         hflip: Run on the inputs mirrored left-right and mirror the outputs back on the network's
             square before mapping them to the image (a test-time transform; exact for letterboxed
             inputs too, whose padding the mirror moves to the left).
+        vision: The vision encoder's output for ``pixel_values``, kept from an earlier call
+            (`ConceptSegmenter.encode_images`); ``None`` runs the encoder. Not with ``hflip``.
 
     Returns:
         One :class:`QueryDetections` per query, in order.
+
+    Raises:
+        ValueError: If ``vision`` is given with ``hflip``.
     """
+    if vision is not None and hflip:
+        raise ValueError("detect: precomputed vision features are of the unmirrored image; drop hflip")
     device = next(segmenter.parameters()).device
     pixel_values = pixel_values.to(device)
     if hflip:
         pixel_values = pixel_values.flip(-1)
-    vision = segmenter.encode_images(pixel_values)
+    if vision is None:
+        vision = segmenter.encode_images(pixel_values)
     chunk = phrase_chunk or max(1, len(phrases))
     found: list[QueryDetections] = []
     for start in range(0, len(phrases), chunk):
