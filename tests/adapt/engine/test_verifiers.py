@@ -23,7 +23,13 @@ def test_ev_rule_reads_leftovers_and_count_agreement():
     quiet = {"presence": 0.9, "count": 2.0, "near_count": 0.0, "near_max": 0.0, "flip_count_diff": 0.0}
     assert ev_rule(quiet) == ("complete", 1.0)
     assert ev_rule({**quiet, "count": 0.0})[0] == "unsure"  # nothing found, but presence says present
-    assert ev_rule({**quiet, "count": 0.0, "presence": 0.1})[0] == "complete"  # absent
+    absent = {**quiet, "count": 0.0, "presence": 0.1}
+    assert ev_rule(absent) == ("complete", pytest.approx(0.9))  # a confirmed negative: far from firing
+    # A confirmed negative needs all three: low presence, no leftover, and the mirrored pass agreeing.
+    assert ev_rule({**absent, "presence": 0.3})[0] == "unsure"
+    assert ev_rule({**absent, "near_count": 1.0, "near_max": 0.25})[0] == "unsure"
+    assert ev_rule({**absent, "flip_count_diff": 1.0})[0] == "unsure"
+    assert ev_rule({**absent, "presence": 0.3})[1] < ev_rule(absent)[1]  # presence lowers "absent"
     assert ev_rule({**quiet, "near_count": 3.0, "near_max": 0.3})[0] == "complete"  # weak leftovers only
     assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.42})[0] == "unsure"
     assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46})[0] == "unsure"  # counts agree
