@@ -3,13 +3,14 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from sam3_adapt.data_mix.readers.sources import read_source
-from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions
-from sam3_adapt.engine.export import engine_pairs, provenance_counts, write_pairs
+from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions, model_masker
+from sam3_adapt.engine.export import engine_pairs, provenance_counts, truth_of, write_pairs
 from sam3_adapt.engine.journal import Decision, Journal
 from sam3_adapt.engine.review import work_queue
-from sam3_adapt.engine.signals import encode_rle
+from sam3_adapt.engine.signals import encode_rle, mask_iou
 from sam3_adapt.engine.triage import ReviewRequest, triage
 from sam3_adapt.engine.verifiers import Verifiers
 
@@ -56,6 +57,31 @@ def test_simulated_annotator_counts_are_exact_on_a_built_case():
     assert annotator.by_kind == {"accept": 1, "fix": 1, "reject": 1, "exhaustive": 2, "add": 1, "absent": 1}
     # From scratch: per pair 1 presence decision plus 2 per instance; 4 pairs, 3 instances.
     assert from_scratch_actions(TRUTH, num_pairs=4) == 4 + 2 * 3
+
+
+def test_the_simulated_persons_box_gives_the_models_mask_at_the_same_cost(anchor_pool):
+    """A fix or an addition sends the true instance's box to the model as a prompt; the mask is its own."""
+    truth = truth_of(*anchor_pool)
+    (file_name, phrase), instances = next((k, v) for k, v in sorted(truth.items()) if len(v) >= 2)
+    width, height = Image.open(anchor_pool[1] / file_name).size
+    first_box, first_mask = instances[0]
+    poor = mask_utils.decode(first_mask).astype(bool)  # the right object, its upper half only: a fix
+    poor[(int(first_box[1]) + int(first_box[3])) // 2 :] = False
+    instance = {"index": 0, "box": first_box, "score": 0.9, "segmentation": encode_rle(poor)}
+    asked = ReviewRequest(file_name, phrase, width, height, 0.9, [instance], "unsure", 1.0)
+    decode = mask_utils.decode
+    assert 0.3 <= mask_iou(poor, decode(first_mask).astype(bool)) < 0.7
+    by_model = SimulatedAnnotator(truth, masker=model_masker("tiny", None, anchor_pool[1]))
+    by_truth = SimulatedAnnotator(truth)
+    answers = by_model.answer(asked)
+    assert [d.kind for d in answers] == [d.kind for d in by_truth.answer(asked)]
+    assert [d.kind for d in answers] == ["fix"] + ["add"] * (len(instances) - 1) + ["exhaustive"]
+    assert by_model.actions == by_truth.actions == 2 * len(instances) + 1  # the costs are kept
+    for d, (box, rle) in zip(answers[:-1], instances, strict=True):
+        assert d.value["drawn_box"] == box  # the person drew the true instance's box ...
+        model_mask = decode(d.value["segmentation"]).astype(bool)
+        assert d.value["segmentation"] != rle  # ... and the mask is the model's, not the truth
+        assert mask_iou(model_mask, decode(rle).astype(bool)) >= 0.5  # the tiny base finds anchor shapes
 
 
 def record(pairs):
