@@ -195,3 +195,24 @@ def test_not_exhaustive_pairs_export_their_positives_only_and_raw_takes_everythi
     assert ("pool/a.png", "circle") not in {(p.file_name, p.phrase) for p in auto}
     raw = engine_pairs(records, [], "raw", "pool")
     assert len(raw) == 4 and all(p.exhaustive and p.provenance == "pseudo" for p in raw)
+
+
+def test_cleaned_labels_keep_accepted_positives_of_unreviewed_pairs_once(world):
+    root, records = world
+    # Nobody reviews the queued circle pair; its accepted instance comes twice (two slots, one object).
+    records["a.png"]["pairs"][0]["instances"] *= 2
+    decisions = triage(records, Verifiers()).decisions
+    assert [d.kind for d in decisions if d.phrase == "circle" and d.file_name == "a.png"] == [
+        "accept",
+        "accept",
+        "queue",
+    ]
+    dropped = {(p.file_name, p.phrase) for p in engine_pairs(records, decisions, "auto", "pool")}
+    assert ("pool/a.png", "circle") not in dropped
+    cleaned = {
+        (p.file_name, p.phrase): p
+        for p in engine_pairs(records, decisions, "auto", "pool", unreviewed="positives")
+    }
+    circle = cleaned[("pool/a.png", "circle")]
+    assert len(circle.instances) == 1 and not circle.exhaustive  # the duplicate is dropped; positives only
+    assert cleaned[("pool/b.png", "circle")].instances == [] and cleaned[("pool/b.png", "circle")].exhaustive
