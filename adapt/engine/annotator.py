@@ -84,7 +84,9 @@ class SimulatedAnnotator:
     A proposed mask is accepted when its IoU with a not yet claimed true instance reaches ``accept_iou``,
     fixed (a box, 2 actions) when it reaches ``fix_iou`` only, and rejected otherwise; every true
     instance left unclaimed is added (2 actions); then the pair is confirmed exhaustive, or absent
-    when it has no instance (1 action).
+    when it has no instance (1 action). With a ``masker`` a fix or an addition is the model's mask
+    for the true instance's box; one the person does not accept is discarded, and the pair is then
+    marked not exhaustive instead (1 action).
 
     Args:
         truth: Ground truth by ``(file_name, phrase)``; a pair not listed has no instance.
@@ -133,16 +135,27 @@ class SimulatedAnnotator:
         for j, instance in enumerate(truth):
             if j not in claimed:
                 decisions.append(Decision(kind="add", value=self._drawn(request, instance), **common))
-        decisions.append(Decision(kind="exhaustive" if truth else "absent", **common))
+        # A box whose mask the person discarded leaves its object unlabelled: the pair is not exhaustive.
+        missing = any(d.value.get("discarded") for d in decisions)
+        last = "not_exhaustive" if missing else "exhaustive" if truth else "absent"
+        decisions.append(Decision(kind=last, **common))
         self.count(decisions)
         return decisions
 
     def _drawn(self, request: ReviewRequest, instance: tuple[list[float], dict[str, Any]]) -> dict[str, Any]:
-        """What a box drawn around a true instance gives: ``box``, ``segmentation``, ``drawn_box``."""
+        """What a box drawn around a true instance gives: ``box``, ``segmentation``, ``drawn_box``.
+
+        The person looks at the model's mask and keeps it by the standard they accept proposals by
+        (mask IoU with the object of at least ``accept_iou``); a worse one, often another object the
+        box overlaps, is ``discarded`` (the actions are spent all the same).
+        """
         box, rle = instance
         if self.masker is None:
             return {"box": box, "segmentation": rle}
         found_box, found_rle = self.masker(request.file_name, request.phrase, box)
+        true_mask = mask_utils.decode(rle).astype(bool)
+        if mask_iou(mask_utils.decode(found_rle).astype(bool), true_mask) < self.accept_iou:
+            return {"drawn_box": box, "discarded": True}
         return {"box": found_box, "segmentation": found_rle, "drawn_box": box}
 
     def count(self, decisions: Iterable[Decision]) -> None:

@@ -122,12 +122,18 @@ def engine_pairs(
                     d = person.get((*key, k))
                     if d is not None and d.kind == "accept":
                         out.instances.append((box, rle, "human"))
-                    elif d is not None and d.kind == "fix":
+                    elif d is not None and d.kind == "fix" and not d.value.get("discarded"):
                         out.instances.append((d.value["box"], d.value["segmentation"], "human"))
                     elif d is None and machine.get((*key, k)) == "accept":
                         out.instances.append((box, rle, "auto-verified"))
-                out.instances += [(d.value["box"], d.value["segmentation"], "human") for d in added[key]]
+                out.instances += [
+                    (d.value["box"], d.value["segmentation"], "human")
+                    for d in added[key]
+                    if not d.value.get("discarded")  # a mask the person did not accept: box drawn, no label
+                ]
                 out.exhaustive = closed[key] != "not_exhaustive"
+                if not out.instances and not out.exhaustive:
+                    continue  # nothing to train on: no positive, and "absent" would be wrong
             elif triage.get(key) == "auto_accept":
                 kept = _distinct([k for k in proposed_ids if machine.get((*key, k)) == "accept"], proposed)
                 out.instances = [(*proposed[k], "auto-verified") for k in kept]
