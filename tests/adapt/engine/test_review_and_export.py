@@ -74,14 +74,37 @@ def test_the_simulated_persons_box_gives_the_models_mask_at_the_same_cost(anchor
     by_model = SimulatedAnnotator(truth, masker=model_masker("tiny", None, anchor_pool[1]))
     by_truth = SimulatedAnnotator(truth)
     answers = by_model.answer(asked)
-    assert [d.kind for d in answers] == [d.kind for d in by_truth.answer(asked)]
-    assert [d.kind for d in answers] == ["fix"] + ["add"] * (len(instances) - 1) + ["exhaustive"]
+    assert [d.kind for d in by_truth.answer(asked)] == ["fix"] + ["add"] * (len(instances) - 1) + [
+        "exhaustive"
+    ]
+    assert [d.kind for d in answers[:-1]] == ["fix"] + ["add"] * (len(instances) - 1)
     assert by_model.actions == by_truth.actions == 2 * len(instances) + 1  # the costs are kept
+    kept = 0
     for d, (box, rle) in zip(answers[:-1], instances, strict=True):
         assert d.value["drawn_box"] == box  # the person drew the true instance's box ...
-        model_mask = decode(d.value["segmentation"]).astype(bool)
-        assert d.value["segmentation"] != rle  # ... and the mask is the model's, not the truth
-        assert mask_iou(model_mask, decode(rle).astype(bool)) >= 0.5  # the tiny base finds anchor shapes
+        if not d.value.get("discarded"):  # ... and kept the model's mask where it is the object
+            assert d.value["segmentation"] != rle  # the model's mask, not the truth
+            assert mask_iou(decode(d.value["segmentation"]).astype(bool), decode(rle).astype(bool)) >= 0.7
+            kept += 1
+    assert kept  # the tiny base finds anchor shapes from a box
+    assert answers[-1].kind == ("exhaustive" if kept == len(instances) else "not_exhaustive")
+
+
+def test_a_box_mask_the_person_would_not_accept_is_discarded_and_the_pair_left_open():
+    def other_object(file_name, phrase, box):  # a model that answers every box with B's mask
+        return B
+
+    annotator = SimulatedAnnotator(TRUTH, masker=other_object)
+    answers = annotator.answer(request("a.png", "square", []))  # C missed; the box around C gives B
+    assert [d.kind for d in answers] == ["add", "not_exhaustive"] and answers[0].value["discarded"]
+    assert annotator.actions == 2 + 1  # the box was drawn all the same
+    kept = annotator.answer(request("a.png", "circle", []))  # the box around B gives B: kept
+    assert [d.kind for d in kept] == ["add", "add", "not_exhaustive"]  # A's box gave B too
+    assert kept[1].value["segmentation"] == B[1] and "discarded" not in kept[1].value
+    records = {"a.png": record([pair("circle", []), pair("square", [])])}
+    exported = engine_pairs(records, [*answers, *kept], "verified")
+    pairs = {(p.phrase, len(p.instances), p.exhaustive) for p in exported}
+    assert pairs == {("circle", 1, False)}  # the square pair has nothing to train on: left out
 
 
 def record(pairs):
