@@ -81,8 +81,9 @@ def engine_pairs(
         decisions: The journal's decisions, in the order written.
         mode: See `Mode`.
         prefix: Folder of the pool's images relative to the export's image root.
-        unreviewed: In ``verified`` mode, what becomes of a queued pair nobody reviewed: ``drop`` it, or
-            keep the instances MV accepted as a pair that is not exhaustive (``pseudo``).
+        unreviewed: What becomes of a queued pair nobody reviewed (``auto`` and ``verified`` modes):
+            ``drop`` it, or keep the instances MV accepted as a pair that is not exhaustive
+            (``pseudo``): it trains on those positives only.
 
     Returns:
         The kept pairs.
@@ -112,6 +113,7 @@ def engine_pairs(
                 os.path.join(prefix, file_name), pair["phrase"], record["width"], record["height"]
             )
             proposed = [(inst["box"], inst["segmentation"]) for inst in pair["instances"]]
+            proposed_ids = range(len(proposed))
             if mode == "raw":
                 out.instances = [(box, rle, "pseudo") for box, rle in proposed]
                 out.provenance = "pseudo"
@@ -122,18 +124,24 @@ def engine_pairs(
                     d = person.get((*key, k))
                     if d is not None and d.kind == "accept":
                         out.instances.append((box, rle, "human"))
-                    elif d is not None and d.kind == "fix":
+                    elif d is not None and d.kind == "fix" and not d.value.get("discarded"):
                         out.instances.append((d.value["box"], d.value["segmentation"], "human"))
                     elif d is None and machine.get((*key, k)) == "accept":
                         out.instances.append((box, rle, "auto-verified"))
-                out.instances += [(d.value["box"], d.value["segmentation"], "human") for d in added[key]]
+                out.instances += [
+                    (d.value["box"], d.value["segmentation"], "human")
+                    for d in added[key]
+                    if not d.value.get("discarded")  # a mask the person did not accept: box drawn, no label
+                ]
                 out.exhaustive = closed[key] != "not_exhaustive"
+                if not out.instances and not out.exhaustive:
+                    continue  # nothing to train on: no positive, and "absent" would be wrong
             elif triage.get(key) == "auto_accept":
-                kept = [k for k in range(len(proposed)) if machine.get((*key, k)) == "accept"]
+                kept = _distinct([k for k in proposed_ids if machine.get((*key, k)) == "accept"], proposed)
                 out.instances = [(*proposed[k], "auto-verified") for k in kept]
                 out.provenance = "auto-verified"
-            elif mode == "verified" and unreviewed == "positives" and triage.get(key) == "queue":
-                kept = [k for k in range(len(proposed)) if machine.get((*key, k)) == "accept"]
+            elif mode != "raw" and unreviewed == "positives" and triage.get(key) == "queue":
+                kept = _distinct([k for k in proposed_ids if machine.get((*key, k)) == "accept"], proposed)
                 if not kept:
                     continue
                 out.instances = [(*proposed[k], "pseudo") for k in kept]
@@ -142,6 +150,31 @@ def engine_pairs(
                 continue
             pairs.append(out)
     return pairs
+
+
+#: Mask IoU from which two machine-accepted instances are taken for one object (the better one is kept).
+DUPLICATE_MASK_IOU = 0.5
+
+
+def _distinct(kept: list[int], proposed: list[tuple[list[float], dict[str, Any] | None]]) -> list[int]:
+    """``kept`` without duplicates, the better of two instances kept (proposals come best first).
+
+    An instance whose mask overlaps an earlier kept one at `DUPLICATE_MASK_IOU` or more is dropped. A
+    person settles duplicates by rejecting them; machine-accepted labels need this, or a duplicate
+    would train as a second object.
+    """
+    out: list[int] = []
+    for k in kept:
+        rle = proposed[k][1]
+        if rle is not None and out:
+            earlier = [_rle(proposed[j][1]) for j in out if proposed[j][1] is not None]
+            if (
+                earlier
+                and max(mask_utils.iou([_rle(rle)], earlier, [0] * len(earlier))[0]) >= DUPLICATE_MASK_IOU
+            ):
+                continue
+        out.append(k)
+    return out
 
 
 def labelled_pairs(data_json: str | Path, image_dir: str | Path, root: str | Path) -> list[LabelledPair]:

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sam3_adapt.engine.annotator import ACTION_COST, SimulatedAnnotator, from_scratch_actions
+from sam3_adapt.engine.annotator import ACTION_COST, SimulatedAnnotator, from_scratch_actions, model_masker
 from sam3_adapt.engine.export import LabelledPair, engine_pairs, labelled_pairs, truth_of, write_pairs
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
@@ -163,7 +163,8 @@ def engine(
         else:
             scratch = from_scratch_actions(truth, sum(len(rec["pairs"]) for rec in records.values()))
             budget = None if review_budget is None else int(review_budget * scratch)
-            spent += work_queue(queue, SimulatedAnnotator(truth).answer, journal, r, budget)
+            annotator = SimulatedAnnotator(truth, masker=model_masker(model, adapter, pool_dir))
+            spent += work_queue(queue, annotator.answer, journal, r, budget)
         decisions = journal.decisions()
         closed = journal.reviewed_pairs()
         pairs = engine_pairs(records, decisions, "verified", prefix, unreviewed="positives")

@@ -2,11 +2,12 @@
 
 One target domain: 10 labelled images, an unlabelled pool (200 images), the same held-out test set
 for every row. The 10-shot model (with anchor mixing) proposes over the pool; the rows then train on
-the 10 shots plus: nothing; raw pseudo-labels (every proposal above the threshold); verifier-cleaned
-labels (auto-accepted pairs only); human-verified labels (the simulated annotator works the review
-queue, most useful first, until ``review_budget`` runs out; the rest is automatic, and queued pairs
-nobody reviewed keep the instances MV accepted as pairs that are not exhaustive); the fully
-labelled pool (the upper bound). Each row with and without anchor mixing, each seed on its own draw
+the 10 shots plus: nothing; raw pseudo-labels (every proposal above the threshold, every pair taken
+as exhaustive); verifier-cleaned labels (the pairs the verifiers auto-accepted, and the instances MV
+accepted in queued pairs as pairs that are not exhaustive); human-verified labels (the simulated
+annotator works the review queue, most useful first, until ``review_budget`` runs out, its fixes and
+additions the proposer's mask for the true instance's box; the rest as in the cleaned row); the
+fully labelled pool (the upper bound). Each row with and without anchor mixing, each seed on its own draw
 of the world. Columns: target segm AP and cgF1, anchor segm
 AP, human actions, and those as a share of labelling the pool from scratch. The learned verifiers
 are compared with the rules on the simulated annotator's decisions.
@@ -17,17 +18,19 @@ Run it with ``python -m sam3_adapt.engine.study --help``.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sam3_adapt.data_mix.synthetic.concept_world import domain_categories, write_demo_worlds, write_world
-from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions
+from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions, model_masker
 from sam3_adapt.engine.export import engine_pairs, labelled_pairs, provenance_counts, truth_of, write_pairs
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
 from sam3_adapt.engine.learning import compare_verifiers
 from sam3_adapt.engine.propose import propose
+from sam3_adapt.engine.quality import label_quality
 from sam3_adapt.engine.review import work_queue
 from sam3_adapt.engine.store import read_proposals, run_info
 from sam3_adapt.engine.triage import triage
@@ -116,14 +119,14 @@ def study_seed(
     sorted_out = triage(records, Verifiers())
     truth = truth_of(pool_json, pool_dir)
     scratch = from_scratch_actions(truth, sum(len(r["pairs"]) for r in records.values()))
-    annotator = SimulatedAnnotator(truth)
+    annotator = SimulatedAnnotator(truth, masker=model_masker("tiny", proposer, pool_dir))
     budget = None if review_budget is None else int(review_budget * scratch)
     spent = work_queue(sorted_out.queue, annotator.answer, journal, budget=budget) if "human" in rows else 0
     decisions = journal.decisions()
     prefix = str(Path(pool_dir).relative_to(world))
     label_sets = {
         "raw": engine_pairs(records, decisions, "raw", prefix),
-        "cleaned": engine_pairs(records, decisions, "auto", prefix),
+        "cleaned": engine_pairs(records, decisions, "auto", prefix, unreviewed="positives"),
         # Queued pairs left when the budget ran out keep what MV accepted, as non-exhaustive positives.
         "human": engine_pairs(records, decisions, "verified", prefix, unreviewed="positives"),
         "full": labelled_pairs(pool_json, pool_dir, world),
@@ -135,6 +138,8 @@ def study_seed(
         "from_scratch_actions": scratch,
         "human_actions": spent,
         "labels": {row: provenance_counts(pairs) for row, pairs in label_sets.items()},
+        "label_quality": {row: label_quality(pairs, truth, prefix) for row, pairs in label_sets.items()},
+        "human_decisions": dict(Counter(d.kind for d in decisions if d.actor_kind != "verifier")),
         "verifiers": [asdict(c) for c in compare_verifiers(records, decisions, seed=seed)],
     }
     (root / "engine_summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -3,9 +3,13 @@
 A pair is auto-accepted when EV calls it complete (or absent) and MV is sure about every instance
 (accepted ones are kept, rejected ones dropped); auto-rejected when EV calls it incomplete and MV
 rejected every instance (nothing in it is worth a person's time this round); otherwise it goes to
-the review queue. The queue is ordered by how much a decision is expected to help: the verifiers'
-uncertainty about the pair (``1 - |2p - 1|`` of the probability that the pair is right as proposed),
-times the instances a person would settle, taken in turn from each phrase so that no phrase starves.
+the review queue. The queue is ordered by how much a decision is expected to help per action it
+costs: the verifiers' probability that the pair is wrong as proposed (``1 - p``, ``p`` the EV
+probability times the MV probability of each instance not rejected) divided by the actions a person
+spends at least (one per proposed instance plus one for the pair), taken in turn from each phrase
+so that no phrase starves. A pair likely to need a correction and cheap to settle comes first, e.g.
+a pair where nothing was found but the presence score or a leftover detection says the phrase may
+be there: reviewed, it becomes a missed positive or a confirmed hard negative for one action.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def triage(records: dict[str, dict[str, Any]], verifiers: Verifiers, round_: int
             p_right = ev_p
             for verdict, p in mv:
                 p_right *= p if verdict != "reject" else 1.0
-            priority = (1.0 - abs(2.0 * p_right - 1.0)) * (1 + sum(v == "unsure" for v, _ in mv))
+            priority = (1.0 - p_right) / (1 + len(mv))
             value = {"p": p_right, "ev": ev_verdict, "ev_p": ev_p, "priority": priority}
             decisions.append(Decision(kind=outcome, actor=verifiers.names["ev"], value=value, **common))
             counts[outcome] += 1

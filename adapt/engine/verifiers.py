@@ -32,12 +32,21 @@ class RuleThresholds:
     MV accepts an instance whose score, stability, flip agreement and box-mask agreement all reach
     their ``*_accept`` value and whose area is within ``size_ratio`` times the labelled median either
     way; it rejects one whose flip agreement, stability or box-mask agreement falls below the
-    ``*_reject`` value; otherwise it is unsure. EV calls a pair complete when no detection left over
-    near the threshold (one that overlaps nothing found) scores ``quiet_near_max`` or more and the
-    mirrored pass finds as many distinct objects (and, with no instance, the presence score is below
-    ``absent_presence``); incomplete when a leftover scores ``loud_near_max`` or more and the counts
-    differ, or the counts differ by two or more; otherwise unsure. (Leftovers between ``near_low`` and
-    0.4 are common on complete pairs of a small model, so their number alone says little.)
+    ``*_reject`` value; otherwise it is unsure. EV calls a pair with instances complete when no
+    detection left over near the threshold (one that overlaps nothing found) scores ``quiet_near_max``
+    or more and the mirrored pass finds as many distinct objects; incomplete when a leftover scores
+    ``loud_near_max`` or more and the counts differ, or the counts differ by two or more; otherwise
+    unsure. (Leftovers between ``near_low`` and 0.4 are common on complete pairs of a small model, so
+    their number alone says little.)
+
+    A pair with no instance is a confirmed negative only when the model is far from firing: the
+    presence score is below ``absent_presence``, no detection is left over near the threshold (none
+    reaches propose's ``near_low``) and the mirrored pass finds nothing either. ``absent_presence`` is
+    propose's ``near_low`` default (0.2): neither the presence score nor any detection reaches the
+    score from which propose counts a leftover. A wrong confirmed negative teaches the model to
+    suppress a concept that is there, so a pair that misses any of the three is unsure (a person
+    decides it, or it is left out of the labels). This threshold is not fitted to any pool's data;
+    the learned EV verifier replaces the rule once people's decisions show it does better.
     """
 
     score_accept: float = 0.6
@@ -48,7 +57,7 @@ class RuleThresholds:
     flip_reject: float = 0.5
     stability_reject: float = 0.6
     box_mask_reject: float = 0.45
-    absent_presence: float = 0.5
+    absent_presence: float = 0.2
     quiet_near_max: float = 0.4
     loud_near_max: float = 0.45
 
@@ -88,14 +97,19 @@ def mv_rule(signals: dict[str, float], rules: RuleThresholds = RULES) -> tuple[s
 def ev_rule(signals: dict[str, float], rules: RuleThresholds = RULES) -> tuple[str, float]:
     """The EV rule's verdict on one pair and its probability that the pair is complete (or absent)."""
     s = signals
-    quiet = s["near_max"] < rules.quiet_near_max and s["flip_count_diff"] == 0
-    if quiet and (s["count"] > 0 or s["presence"] < rules.absent_presence):
+    if s["count"] > 0:
+        sure = s["near_max"] < rules.quiet_near_max and s["flip_count_diff"] == 0
+    else:
+        sure = s["presence"] < rules.absent_presence and s["near_count"] == 0 and s["flip_count_diff"] == 0
+    if sure:
         verdict = "complete"
     elif (s["near_max"] >= rules.loud_near_max and s["flip_count_diff"] >= 1) or s["flip_count_diff"] >= 2:
         verdict = "incomplete"
     else:
         verdict = "unsure"
     p = math.exp(-(s["near_count"] + s["flip_count_diff"])) * (1.0 - 0.5 * s["near_max"])
+    if s["count"] == 0:  # "absent" is as likely as the presence score is low
+        p *= 1.0 - s["presence"]
     return verdict, float(p)
 
 

@@ -3,13 +3,14 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from sam3_adapt.data_mix.readers.sources import read_source
-from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions
-from sam3_adapt.engine.export import engine_pairs, provenance_counts, write_pairs
+from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions, model_masker
+from sam3_adapt.engine.export import engine_pairs, provenance_counts, truth_of, write_pairs
 from sam3_adapt.engine.journal import Decision, Journal
 from sam3_adapt.engine.review import work_queue
-from sam3_adapt.engine.signals import encode_rle
+from sam3_adapt.engine.signals import encode_rle, mask_iou
 from sam3_adapt.engine.triage import ReviewRequest, triage
 from sam3_adapt.engine.verifiers import Verifiers
 
@@ -56,6 +57,54 @@ def test_simulated_annotator_counts_are_exact_on_a_built_case():
     assert annotator.by_kind == {"accept": 1, "fix": 1, "reject": 1, "exhaustive": 2, "add": 1, "absent": 1}
     # From scratch: per pair 1 presence decision plus 2 per instance; 4 pairs, 3 instances.
     assert from_scratch_actions(TRUTH, num_pairs=4) == 4 + 2 * 3
+
+
+def test_the_simulated_persons_box_gives_the_models_mask_at_the_same_cost(anchor_pool):
+    """A fix or an addition sends the true instance's box to the model as a prompt; the mask is its own."""
+    truth = truth_of(*anchor_pool)
+    (file_name, phrase), instances = next((k, v) for k, v in sorted(truth.items()) if len(v) >= 2)
+    width, height = Image.open(anchor_pool[1] / file_name).size
+    first_box, first_mask = instances[0]
+    poor = mask_utils.decode(first_mask).astype(bool)  # the right object, its upper half only: a fix
+    poor[(int(first_box[1]) + int(first_box[3])) // 2 :] = False
+    instance = {"index": 0, "box": first_box, "score": 0.9, "segmentation": encode_rle(poor)}
+    asked = ReviewRequest(file_name, phrase, width, height, 0.9, [instance], "unsure", 1.0)
+    decode = mask_utils.decode
+    assert 0.3 <= mask_iou(poor, decode(first_mask).astype(bool)) < 0.7
+    by_model = SimulatedAnnotator(truth, masker=model_masker("tiny", None, anchor_pool[1]))
+    by_truth = SimulatedAnnotator(truth)
+    answers = by_model.answer(asked)
+    assert [d.kind for d in by_truth.answer(asked)] == ["fix"] + ["add"] * (len(instances) - 1) + [
+        "exhaustive"
+    ]
+    assert [d.kind for d in answers[:-1]] == ["fix"] + ["add"] * (len(instances) - 1)
+    assert by_model.actions == by_truth.actions == 2 * len(instances) + 1  # the costs are kept
+    kept = 0
+    for d, (box, rle) in zip(answers[:-1], instances, strict=True):
+        assert d.value["drawn_box"] == box  # the person drew the true instance's box ...
+        if not d.value.get("discarded"):  # ... and kept the model's mask where it is the object
+            assert d.value["segmentation"] != rle  # the model's mask, not the truth
+            assert mask_iou(decode(d.value["segmentation"]).astype(bool), decode(rle).astype(bool)) >= 0.7
+            kept += 1
+    assert kept  # the tiny base finds anchor shapes from a box
+    assert answers[-1].kind == ("exhaustive" if kept == len(instances) else "not_exhaustive")
+
+
+def test_a_box_mask_the_person_would_not_accept_is_discarded_and_the_pair_left_open():
+    def other_object(file_name, phrase, box):  # a model that answers every box with B's mask
+        return B
+
+    annotator = SimulatedAnnotator(TRUTH, masker=other_object)
+    answers = annotator.answer(request("a.png", "square", []))  # C missed; the box around C gives B
+    assert [d.kind for d in answers] == ["add", "not_exhaustive"] and answers[0].value["discarded"]
+    assert annotator.actions == 2 + 1  # the box was drawn all the same
+    kept = annotator.answer(request("a.png", "circle", []))  # the box around B gives B: kept
+    assert [d.kind for d in kept] == ["add", "add", "not_exhaustive"]  # A's box gave B too
+    assert kept[1].value["segmentation"] == B[1] and "discarded" not in kept[1].value
+    records = {"a.png": record([pair("circle", []), pair("square", [])])}
+    exported = engine_pairs(records, [*answers, *kept], "verified")
+    pairs = {(p.phrase, len(p.instances), p.exhaustive) for p in exported}
+    assert pairs == {("circle", 1, False)}  # the square pair has nothing to train on: left out
 
 
 def record(pairs):
@@ -169,3 +218,24 @@ def test_not_exhaustive_pairs_export_their_positives_only_and_raw_takes_everythi
     assert ("pool/a.png", "circle") not in {(p.file_name, p.phrase) for p in auto}
     raw = engine_pairs(records, [], "raw", "pool")
     assert len(raw) == 4 and all(p.exhaustive and p.provenance == "pseudo" for p in raw)
+
+
+def test_cleaned_labels_keep_accepted_positives_of_unreviewed_pairs_once(world):
+    root, records = world
+    # Nobody reviews the queued circle pair; its accepted instance comes twice (two slots, one object).
+    records["a.png"]["pairs"][0]["instances"] *= 2
+    decisions = triage(records, Verifiers()).decisions
+    assert [d.kind for d in decisions if d.phrase == "circle" and d.file_name == "a.png"] == [
+        "accept",
+        "accept",
+        "queue",
+    ]
+    dropped = {(p.file_name, p.phrase) for p in engine_pairs(records, decisions, "auto", "pool")}
+    assert ("pool/a.png", "circle") not in dropped
+    cleaned = {
+        (p.file_name, p.phrase): p
+        for p in engine_pairs(records, decisions, "auto", "pool", unreviewed="positives")
+    }
+    circle = cleaned[("pool/a.png", "circle")]
+    assert len(circle.instances) == 1 and not circle.exhaustive  # the duplicate is dropped; positives only
+    assert cleaned[("pool/b.png", "circle")].instances == [] and cleaned[("pool/b.png", "circle")].exhaustive

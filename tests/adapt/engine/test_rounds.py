@@ -10,6 +10,14 @@ from sam3_adapt.engine.rounds import engine
 from .conftest import PHRASES
 
 
+def _journal(folder):
+    """A round's journal rows: ``(file_name, phrase, kind, actor, actor_kind)``."""
+    db = sqlite3.connect(folder / "journal.sqlite")
+    rows = db.execute("SELECT file_name, phrase, kind, actor, actor_kind FROM decisions").fetchall()
+    db.close()
+    return rows
+
+
 @pytest.mark.slow
 def test_engine_rounds_fit_propose_review_export_and_fit_again(tmp_path):
     labelled, labelled_dir = write_world(tmp_path / "shots", "anchor", 2, seed=1)
@@ -24,36 +32,58 @@ def test_engine_rounds_fit_propose_review_export_and_fit_again(tmp_path):
     rows = engine(
         str(pool_dir),
         out=str(tmp_path / "engine"),
-        rounds=1,
+        rounds=2,
         truth_json=str(truth),
+        review_budget=0.05,  # one request per round: round 1 has pairs left to ask
         target_json=str(val),
         target_image_dir=str(val_dir),
         **common,
     )
-    assert [r["round"] for r in rows] == [0, 1] and rows[0]["human_actions"] == 0
+    assert [r["round"] for r in rows] == [0, 1, 2] and rows[0]["human_actions"] == 0
     assert all(0.0 <= r["target_AP"] <= 1.0 for r in rows)
-    round0 = tmp_path / "engine" / "round-0"
-    for name in (
-        "adapter/adapter_config.json",
-        "metrics.json",
-        "proposals/run.json",
-        "journal.sqlite",
-        "labels.json",
-        "verifiers.json",
-    ):
-        assert (round0 / name).exists(), name
-    assert (tmp_path / "engine" / "round-1" / "adapter" / "adapter_config.json").is_file()
-    db = sqlite3.connect(round0 / "journal.sqlite")
-    kinds = dict(db.execute("SELECT actor_kind, COUNT(*) FROM decisions GROUP BY actor_kind"))
-    assert kinds["verifier"] > 0
-    # Round 1 trained on the labelled images plus the verified pool labels of round 0.
-    labels = json.loads((round0 / "labels.json").read_text())
+    rounds = [tmp_path / "engine" / f"round-{r}" for r in range(3)]
+    for folder in rounds[:2]:
+        for name in (
+            "adapter/adapter_config.json",
+            "metrics.json",
+            "proposals/run.json",
+            "journal.sqlite",
+            "labels.json",
+            "verifiers.json",
+        ):
+            assert (folder / name).exists(), name
+    assert (rounds[2] / "adapter" / "adapter_config.json").is_file()
+    first, second = _journal(rounds[0]), _journal(rounds[1])
+    assert {a for *_, a, kind in first if kind == "verifier"} == {"rules"}  # round 0 starts from the rules
+    # Round 1's verifiers are the ones round 0's decisions chose: learned where they won on held-out ones.
+    chosen = {
+        c["check"]: "learned" if c["use_learned"] else "rules"
+        for c in json.loads((rounds[0] / "verifiers.json").read_text())
+    }
+    triaged = {actor for _, _, kind, actor, _ in second if kind in ("auto_accept", "auto_reject", "queue")}
+    assert triaged == {chosen["ev"]}
+    per_instance = {
+        actor for _, _, kind, actor, a in second if a == "verifier" and kind in ("accept", "reject")
+    }
+    assert per_instance <= {chosen["mv"]}
+    # Both rounds spent their own budget on different pairs: nobody is asked twice about a closed pair.
+    asked = [{(f, p) for f, p, _, _, a in journal if a == "simulated"} for journal in (first, second)]
+    assert asked[0] and asked[1] and not asked[0] & asked[1]
+    spent = [
+        sum(ACTION_COST[k] for _, _, k, _, a in journal if a == "simulated") for journal in (first, second)
+    ]
+    assert [r["human_actions"] for r in rows] == [0, spent[0], spent[0] + spent[1]]
+    # Each round trains on the labelled images plus every pool pair a person closed so far.
+    labels = json.loads((rounds[1] / "labels.json").read_text())
+    human = {
+        (r["file_name"].split("/", 1)[1], r["text_input"])
+        for r in labels["images"]
+        if r["provenance"] == "human"
+    }
     names = {r["file_name"].split("/")[0] for r in labels["images"]}
-    assert names == {"shots", "pool"}
-    simulated = db.execute("SELECT kind FROM decisions WHERE actor_kind = 'simulated'").fetchall()
-    assert rows[1]["human_actions"] == sum(ACTION_COST[kind] for (kind,) in simulated)
+    assert names == {"shots", "pool"} and {(f"images/{f}", p) for f, p in asked[0] | asked[1]} <= human
     summary = (tmp_path / "engine" / "summary.md").read_text()
-    assert summary.count("\n") == 4 and (tmp_path / "engine" / "summary.png").is_file()
+    assert summary.count("\n") == 5 and (tmp_path / "engine" / "summary.png").is_file()
 
     # Without a person or a simulation, the round writes the review queue and stops; nothing is redone.
     waiting = engine(str(pool_dir), out=str(tmp_path / "waiting"), rounds=1, **common)

@@ -5,6 +5,7 @@ import pytest
 
 from sam3_adapt.engine.journal import Decision
 from sam3_adapt.engine.learning import decided_signals, learned_verifiers
+from sam3_adapt.engine.triage import triage
 from sam3_adapt.engine.verifiers import ev_rule, fit_learned, mv_rule
 
 GOOD = {"score": 0.9, "stability": 0.9, "flip_iou": 0.8, "box_mask_iou": 0.9, "log_size_ratio": 0.1}
@@ -23,7 +24,13 @@ def test_ev_rule_reads_leftovers_and_count_agreement():
     quiet = {"presence": 0.9, "count": 2.0, "near_count": 0.0, "near_max": 0.0, "flip_count_diff": 0.0}
     assert ev_rule(quiet) == ("complete", 1.0)
     assert ev_rule({**quiet, "count": 0.0})[0] == "unsure"  # nothing found, but presence says present
-    assert ev_rule({**quiet, "count": 0.0, "presence": 0.1})[0] == "complete"  # absent
+    absent = {**quiet, "count": 0.0, "presence": 0.1}
+    assert ev_rule(absent) == ("complete", pytest.approx(0.9))  # a confirmed negative: far from firing
+    # A confirmed negative needs all three: low presence, no leftover, and the mirrored pass agreeing.
+    assert ev_rule({**absent, "presence": 0.3})[0] == "unsure"
+    assert ev_rule({**absent, "near_count": 1.0, "near_max": 0.25})[0] == "unsure"
+    assert ev_rule({**absent, "flip_count_diff": 1.0})[0] == "unsure"
+    assert ev_rule({**absent, "presence": 0.3})[1] < ev_rule(absent)[1]  # presence lowers "absent"
     assert ev_rule({**quiet, "near_count": 3.0, "near_max": 0.3})[0] == "complete"  # weak leftovers only
     assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.42})[0] == "unsure"
     assert ev_rule({**quiet, "near_count": 1.0, "near_max": 0.46})[0] == "unsure"  # counts agree
@@ -87,3 +94,53 @@ def test_decisions_become_training_data_for_mv_and_ev():
     verifiers, comparisons = learned_verifiers(records, decisions)
     assert verifiers.names == {"mv": "rules", "ev": "rules"}  # one decision of a kind: nothing learned
     assert [c.check for c in comparisons] == ["mv", "ev"]
+
+
+def test_the_next_round_triages_with_the_learned_verifier_where_it_won():
+    # Round 0: a person accepts a mask exactly when its size is typical (the rules barely weigh size).
+    rng = np.random.default_rng(1)
+    ev = {"presence": 0.9, "count": 4.0, "near_count": 0.0, "near_max": 0.0, "flip_count_diff": 0.0}
+    records = {
+        f"{i}.png": {
+            "width": 8,
+            "height": 8,
+            "pairs": [
+                {
+                    "phrase": "circle",
+                    "presence": 0.9,
+                    "signals": ev,
+                    "instances": [
+                        {"signals": {**GOOD, "log_size_ratio": float(rng.uniform(-1, 1))}} for _ in range(4)
+                    ],
+                }
+            ],
+        }
+        for i in range(20)
+    }
+    person = {"actor": "ann", "actor_kind": "human", "phrase": "circle"}
+    decisions = [
+        Decision(
+            file_name=name,
+            kind="accept" if abs(inst["signals"]["log_size_ratio"]) < 0.5 else "reject",
+            instance=k,
+            **person,
+        )
+        for name, record in records.items()
+        for k, inst in enumerate(record["pairs"][0]["instances"])
+    ]
+    verifiers, comparisons = learned_verifiers(records, decisions)
+    mv = next(c for c in comparisons if c.check == "mv")
+    assert mv.use_learned and verifiers.names == {"mv": "learned", "ev": "rules"}  # EV: nothing to learn
+    # Round 1 triages with it: an oversized mask the rules accept is now rejected, by "learned".
+    big = {**GOOD, "log_size_ratio": 0.9}
+    assert mv_rule(big)[0] == "accept" and verifiers.mv(big)[0] == "reject"
+    fresh = {
+        "new.png": {
+            "width": 8,
+            "height": 8,
+            "pairs": [{**records["0.png"]["pairs"][0], "instances": [{"signals": big}]}],
+        }
+    }
+    sorted_out = triage(fresh, verifiers, round_=1)
+    (verdict,) = [d for d in sorted_out.decisions if d.instance is not None]
+    assert (verdict.kind, verdict.actor, verdict.round) == ("reject", "learned", 1)
