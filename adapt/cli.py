@@ -68,7 +68,7 @@ EXTRA_VERBS: dict[str, Verb] = {
     "memory": Verb(
         "sam3_adapt.jobs.memory",
         "memory",
-        "Estimate a recipe's peak GPU memory per phrases per image, on this machine, before renting a card.",
+        "Print the estimated peak GPU memory of one training step of a recipe, and the chunk that fits.",
     ),
     "mine-negatives": Verb(
         "sam3_adapt.jobs.mine_negatives",

@@ -74,10 +74,13 @@ class TrialMonitor(Callback):
         self.value: float | None = None
         self.validated_at_step: int | None = None
         self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._trainer: Trainer | None = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Watch the task's outputs for non-finite values."""
-        self._hook = pl_module.register_forward_hook(self._check_outputs)
+        """Watch the network's outputs for non-finite values (every pass, chunked or not)."""
+        self._trainer = trainer
+        network = getattr(pl_module, "segmenter", pl_module)
+        self._hook = network.register_forward_hook(self._check_outputs)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Stop watching the task's outputs."""
@@ -85,12 +88,10 @@ class TrialMonitor(Callback):
             self._hook.remove()
             self._hook = None
 
-    def _check_outputs(self, module: LightningModule, args: Any, outputs: Any) -> None:
+    def _check_outputs(self, module: torch.nn.Module, args: Any, outputs: Any) -> None:
         for name, value in vars(outputs).items():
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not value.isfinite().all():
-                self._stop(
-                    module.trainer, f"diverged: non-finite {name} at step {module.trainer.global_step}"
-                )
+                self._stop(self._trainer, f"diverged: non-finite {name} at step {self._trainer.global_step}")
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
