@@ -40,7 +40,7 @@ def detector_config():
 
 
 def main(
-    config: str = "mid",
+    model: str = "mid",
     phrases: int = 8,
     batch_size: int = 2,
     chunks: list[int | None] | None = None,
@@ -50,7 +50,7 @@ def main(
     """Median step time per chunk size.
 
     Args:
-        config: ``tiny`` or ``mid`` (see :mod:`benchmarks.phrase_batching`), or ``detector``: the
+        model: ``tiny`` or ``mid`` (see :mod:`benchmarks.phrase_batching`), or ``detector``: the
             full-size detector at 1008 px behind a small ViT (:func:`detector_config`).
         phrases: Phrases per image (one present).
         batch_size: Images per step.
@@ -63,7 +63,8 @@ def main(
     """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    sam3_config = detector_config() if config == "detector" else config_of(config)
+    # Not called ``config``: jsonargparse keeps ``--config`` for configuration files.
+    sam3_config = detector_config() if model == "detector" else config_of(model)
     size = sam3_config.vision_config.backbone_config.image_size
     network = apply_lora(Sam3Model(sam3_config), LoraSettings(dropout=0.0))
     segmenter = ConceptSegmenter(network.train(), clip_tokenizer(), image_size=size)
