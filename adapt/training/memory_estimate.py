@@ -295,7 +295,9 @@ def auto_chunk(task: Any, image_size: int, budget_gb: float | None) -> int | Non
         freeze=hp.freeze,
         activation_checkpointing=hp.activation_checkpointing,
     )
-    batch_size = int(getattr(getattr(trainer, "datamodule", None), "batch_size", 1) or 1)
+    # The data module's settings are its hyperparameters (``ConceptDataModule`` keeps no attributes).
+    data = getattr(getattr(trainer, "datamodule", None), "hparams", {})
+    batch_size = int(data.get("batch_size") or 1)
     chunk, one, two = largest_chunk(fake, image_size, budget_gb, batch_size, str(trainer.precision))
     print(  # noqa: T201 - the user should see what was chosen and why
         f"phrase_chunk auto: {chunk} queries per detector pass fit {budget_gb:.1f} GiB "

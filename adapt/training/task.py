@@ -207,8 +207,8 @@ class ConceptSegmentationTask(LightningModule):
             self.chunk = auto_chunk(self, self._image_size(), self.hparams.memory_budget_gb)
 
     def _image_size(self) -> int:
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        size = getattr(data, "image_size", None) or self.segmenter.image_size
+        data = getattr(getattr(self.trainer, "datamodule", None), "hparams", {})
+        size = data.get("image_size") or self.segmenter.image_size
         return int(size or self.segmenter.sam3.config.vision_config.backbone_config.image_size)
 
     def training_step(self, batch: ConceptBatch, batch_idx: int) -> torch.Tensor:
