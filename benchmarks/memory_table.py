@@ -141,7 +141,7 @@ def main(
     Args:
         device: ``cpu`` or ``cuda`` (on a GPU every row is measured).
         threads: CPU threads of torch.
-        image_size: Input side (the full-size model takes 1008 px only).
+        image_size: Input side (any multiple of 14; facebook/sam3 is built for 1008 px).
         measure: Measure the marked rows (``false``: estimates only, in seconds).
         memory_limit_gb: Address-space limit of a measuring process on the CPU (it fails instead of
             exhausting the machine); 0 for none.

@@ -29,7 +29,7 @@ from transformers.models.sam3.modeling_sam3 import (
 )
 
 from sam3_adapt.model.feature_cache import FrozenFeatureCache, Storage
-from sam3_adapt.model.image_size import check_image_size
+from sam3_adapt.model.image_size import set_input_side
 from sam3_adapt.model.outputs import ConceptOutputs
 from sam3_adapt.model.tokenizer import MAX_PHRASE_TOKENS
 
@@ -178,7 +178,9 @@ class ConceptSegmenter(nn.Module):
         """Run the vision encoder (ViT + FPN neck) once per image, or take its output from the cache.
 
         Args:
-            pixel_values: Images, shape ``(B, 3, S, S)``, normalised with mean = std = 0.5.
+            pixel_values: Images, shape ``(B, 3, S, S)``, normalised with mean = std = 0.5. ``S`` is any
+                whole number of ViT patches (14 px): the network is set to it first
+                (:func:`~sam3_adapt.model.image_size.set_input_side`).
 
         Returns:
             The vision encoder output (``fpn_hidden_states`` and ``fpn_position_encoding`` per level;
@@ -186,7 +188,7 @@ class ConceptSegmenter(nn.Module):
         """
         side = pixel_values.shape[-1]
         if side != self._checked_size:
-            check_image_size(self.sam3.config, side, self.sam3.config.name_or_path or "the model")
+            set_input_side(self.sam3, side)
             self._checked_size = side
         encoder = self.sam3.vision_encoder
         if self.vision_cache is None:

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import ProcessorMixin, Sam3Processor
 
 from sam3_adapt.model.checkpoints import resolve_checkpoint
+from sam3_adapt.model.image_size import native_image_size
 from sam3_adapt.model.peft_compat import peft_wrapping
 
 _HF_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/[^/]+$")
@@ -194,7 +195,9 @@ def save_trained(
 
     A LoRA network becomes ``folder/adapter`` (PEFT files, ``base`` recorded); with ``merged``, or
     after full fine-tuning, ``folder/model`` holds the merged weights and the base's processor files,
-    an ordinary SAM 3 folder. With ``subfolder=False`` either is written into ``folder`` itself.
+    an ordinary SAM 3 folder whose configuration and processor take the side the network last ran at
+    (a recipe at 504 px gives a 504 px model). With ``subfolder=False`` either is written into
+    ``folder`` itself.
 
     Args:
         network: The trained ``peft.PeftModel`` or ``Sam3Model``.
@@ -212,4 +215,7 @@ def save_trained(
         adapter = save_adapter(network, folder / "adapter" if subfolder else folder, base_model_name=base)
         return adapter, adapter
     processor = Sam3Processor.from_pretrained(resolve_checkpoint(base))
+    # Trained at another side (set_input_side records it in the config): the folder's processor says so too.
+    side = native_image_size(network.config)
+    processor.image_processor.size = {"height": side, "width": side}
     return None, save_merged(network, folder / "model" if subfolder else folder, processor=processor)
