@@ -15,6 +15,7 @@ from typing import Literal, get_args
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from sam3_adapt.model.memory import enable_activation_checkpointing
 from sam3_adapt.model.peft_compat import peft_wrapping
 
 Preset = Literal["detector", "detector+vision", "all-linear"]
@@ -220,6 +221,38 @@ def apply_full_finetune(model: nn.Module, freeze: list[str] | None = None) -> nn
     for name in freeze:
         model.get_submodule(name).requires_grad_(False)
     return model
+
+
+def adapt_network(
+    network: nn.Module,
+    adaptation: Literal["lora", "full"] | None = "lora",
+    lora: LoraSettings | dict | None = None,
+    freeze: list[str] | None = None,
+    activation_checkpointing: bool = False,
+) -> nn.Module:
+    """Turn a SAM 3 network into a recipe's trainable network: the one place training and estimates do it.
+
+    Args:
+        network: A plain ``transformers.Sam3Model`` (or, with ``adaptation=None``, a network whose
+            trainable weights are already set, such as a loaded trainable adapter).
+        adaptation: ``lora`` (:func:`apply_lora`), ``full`` (:func:`apply_full_finetune`), or ``None``
+            to keep the network's own trainable weights.
+        lora: LoRA settings (a :class:`LoraSettings` or its fields), for ``lora``.
+        freeze: Modules kept frozen under ``full``.
+        activation_checkpointing: Recompute transformer blocks in the backward pass
+            (:func:`~sam3_adapt.model.memory.enable_activation_checkpointing`).
+
+    Returns:
+        The network to train (a ``peft.PeftModel`` under LoRA).
+    """
+    if adaptation == "lora":
+        settings = lora if isinstance(lora, LoraSettings) else LoraSettings(**(lora or {}))
+        network = apply_lora(network, settings)
+    elif adaptation == "full":
+        network = apply_full_finetune(network, freeze=freeze or [])
+    if activation_checkpointing:
+        enable_activation_checkpointing(network)
+    return network
 
 
 def sam3_named_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

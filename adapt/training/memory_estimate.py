@@ -209,20 +209,13 @@ def recipe_segmenter(
     """
     from transformers import Sam3Model
 
-    from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora
-    from sam3_adapt.model.memory import enable_activation_checkpointing
+    from sam3_adapt.model.adaptation import adapt_network
     from sam3_adapt.model.tokenizer import clip_tokenizer
 
     image_size = int(config.vision_config.backbone_config.image_size)
 
     def build() -> ConceptSegmenter:
-        network = Sam3Model(config)
-        if adaptation == "lora":
-            network = apply_lora(network, LoraSettings(**(lora or {})))
-        else:
-            apply_full_finetune(network, freeze=freeze or [])
-        if activation_checkpointing:
-            enable_activation_checkpointing(network)
+        network = adapt_network(Sam3Model(config), adaptation, lora, freeze, activation_checkpointing)
         return ConceptSegmenter(network.train(), clip_tokenizer(), image_size=image_size)
 
     return fake_segmenter(build) if fake else build()

@@ -11,12 +11,11 @@ from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from sam3_adapt.data_mix.batch import ConceptBatch, EvaluationData, Split
-from sam3_adapt.model.adaptation import LoraSettings, apply_full_finetune, apply_lora, describe_trainable
+from sam3_adapt.model.adaptation import LoraSettings, adapt_network, describe_trainable
 from sam3_adapt.model.checkpoints import resolve_checkpoint
 from sam3_adapt.model.detections import PHRASE_CHUNK, QueryDetections, detect
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.loading import load_segmenter
-from sam3_adapt.model.memory import enable_activation_checkpointing
 from sam3_adapt.model.outputs import ConceptOutputs
 from sam3_adapt.model.param_groups import param_groups
 from sam3_adapt.training.chunked_step import check_chunk, objective_step
@@ -150,12 +149,10 @@ class ConceptSegmentationTask(LightningModule):
     def _build_segmenter(self) -> ConceptSegmenter:
         hp = self.hparams
         segmenter = load_segmenter(hp.checkpoint, hp.adapter, adapter_trainable=True)
-        if hp.adapter is None and hp.adaptation == "lora":
-            segmenter.network = apply_lora(segmenter.network, LoraSettings(**(hp.lora or {})))
-        elif hp.adapter is None:
-            segmenter.network = apply_full_finetune(segmenter.network, freeze=hp.freeze or [])
-        if hp.activation_checkpointing:
-            enable_activation_checkpointing(segmenter.network)
+        adaptation = None if hp.adapter is not None else hp.adaptation  # an adapter trains as loaded
+        segmenter.network = adapt_network(
+            segmenter.network, adaptation, hp.lora, hp.freeze, hp.activation_checkpointing
+        )
         segmenter.train()
         if hp.feature_cache != "none":
             segmenter.use_feature_cache(hp.feature_cache, hp.feature_cache_dir, hp.feature_cache_max_gb)

@@ -42,7 +42,7 @@ def reduced_checkpoint(tmp_path_factory):
     return folder
 
 
-def test_the_cpu_recipe_fits_two_steps_with_each_tower_run_once_per_image_and_phrase(reduced_checkpoint, tmp_path):
+def test_cpu_recipe_fits_2_steps_running_each_tower_once_per_image_and_phrase(reduced_checkpoint, tmp_path):
     recipe = yaml.safe_load(recipe_path("cpu-lora").read_text())
     assert recipe["model"]["checkpoint"] == "facebook/sam3" and recipe["data"]["image_size"] == 504
     # The industrial world has 4 phrases: each image asks all of them (positives and negatives).
