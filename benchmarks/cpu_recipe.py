@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,11 @@ class EpochClock(Callback):
         self.epochs: list[float] = []
         self.steps: list[float] = []
         self._epoch = self._step = 0.0
+        self.train_start = self.train_end = 0.0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Note when the first step starts (after loading and the fit-health check of the base)."""
+        self.train_start = time.time()
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start the pass's clock."""
@@ -81,6 +87,7 @@ class EpochClock(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Write the file once more at the end (a fit can end mid-pass)."""
+        self.train_end = time.time()
         self._write(trainer, pl_module)
 
     def _write(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -96,6 +103,8 @@ class EpochClock(Callback):
             },
             "global_step": trainer.global_step,
             "phrase_chunk": pl_module.chunk,
+            "train_start": self.train_start,
+            "train_end": self.train_end,
         }
         Path(self.path).write_text(json.dumps(record, indent=1))
 
@@ -127,8 +136,15 @@ def _seconds(function, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def components(checkpoint: Path, json_path: Path, image_dir: Path, size: int) -> dict[str, Any]:
-    """Seconds of each part of a training step of the recipe, and of its predict loop."""
+def components(
+    checkpoint: Path,
+    json_path: Path,
+    image_dir: Path,
+    size: int,
+    chunks: list[int | None] | None = None,
+    predict_images: int = IMAGES,
+) -> dict[str, Any]:
+    """Seconds of each part of a training step of the recipe (at each chunk size), and of its predict loop."""
     from sam3_adapt.data_mix.datamodule import ConceptDataModule
     from sam3_adapt.data_mix.readers.coco import read_coco
     from sam3_adapt.inference.loop import predict_samples
@@ -155,13 +171,14 @@ def components(checkpoint: Path, json_path: Path, image_dir: Path, size: int) ->
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))  # what the recipe's training step gets
     pixels = batch["pixel_values"]
-    vision = segmenter.sam3.vision_encoder
     text = segmenter.sam3.text_encoder
     tokens = segmenter.tokenizer(batch["phrases"], padding="max_length", max_length=32, return_tensors="pt")
     result: dict[str, Any] = {"load_s": load_s, "threads": torch.get_num_threads()}
     with torch.no_grad():
-        result["vision_per_image_s"] = _seconds(lambda: vision(pixels), repeats=2)
+        result["vision_per_image_s"] = _seconds(lambda: segmenter.encode_images(pixels), repeats=2)
         result["text_per_phrase_s"] = _seconds(lambda: text(**tokens)) / len(batch["phrases"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            result["vision_per_image_bf16_s"] = _seconds(lambda: segmenter.encode_images(pixels), repeats=2)
     segmenter.use_feature_cache("memory")
     objective = ConceptObjective()
     trainable = [p for p in segmenter.parameters() if p.requires_grad]
@@ -173,25 +190,33 @@ def components(checkpoint: Path, json_path: Path, image_dir: Path, size: int) ->
             loss = objective_step(segmenter, objective, batch, chunk).loss
         loss.backward()
 
-    chunks: dict[str, float] = {}
-    for chunk in (None, 4, 2, 1):
-        chunks[str(chunk or "all")] = _seconds(lambda chunk=chunk: step(chunk), repeats=2)
-    result["detector_step_per_image_s"] = chunks
-    result["detector_step_bf16_autocast_s"] = _seconds(lambda: step(None, torch.bfloat16), repeats=2)
+    steps: dict[str, dict[str, float]] = {}
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        steps[name] = {
+            str(chunk or "all"): _seconds(lambda chunk=chunk, dtype=dtype: step(chunk, dtype), repeats=2)
+            for chunk in chunks or (None, 4, 2, 1)
+        }
+    result["detector_step_per_image_s"] = steps
     step(None)
     result["optimizer_step_s"] = _seconds(optimizer.step)
     result["positive_phrases"] = sum(bool(len(t["boxes"])) for t in batch["targets"])
     segmenter.use_feature_cache(None)
     start = time.perf_counter()
-    for _ in predict_samples(segmenter, samples, image_size=size, batch_size=1):
+    for _ in predict_samples(segmenter, samples[:predict_images], image_size=size, batch_size=1):
         pass
-    result["predict_images_per_s"] = len(samples) / (time.perf_counter() - start)
+    result["predict_images_per_s"] = len(samples[:predict_images]) / (time.perf_counter() - start)
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return result
 
 
 def fit(
-    checkpoint: Path, json_path: Path, image_dir: Path, size: int, steps: int | None, root: Path
+    checkpoint: Path,
+    json_path: Path,
+    image_dir: Path,
+    size: int,
+    steps: int | None,
+    root: Path,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``sam3-adapt fit --config recipes/cpu-lora.yaml`` in a fresh process and time it."""
     clock = root / f"clock-{size}.json"
@@ -214,12 +239,18 @@ def fit(
     ]
     if steps is not None:
         command.append(f"--trainer.max_steps={steps}")
+    command.extend(extra or [])
     load_before = os.getloadavg()
+    started = time.time()
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.perf_counter() - start
     record = json.loads(clock.read_text())
     record.update(wall_s=wall, load_average_before=load_before, load_average_after=os.getloadavg())
+    # Before the first step: start-up, loading, the base's fit-health check (which fills the cache for
+    # the 8 training images it predicts); after the last: the trained model's check, saving.
+    record["before_steps_s"] = record["train_start"] - started
+    record["after_steps_s"] = started + wall - record["train_end"]
     recipe_steps = yaml.safe_load(RECIPE.read_text())["trainer"]["max_steps"]
     later = statistics.median(record["steps_s"][IMAGES:]) if len(record["steps_s"]) > IMAGES else None
     record["first_pass_s_per_image"] = record["epochs_s"][0] / IMAGES
@@ -257,20 +288,28 @@ def markdown(results: dict[str, Any]) -> str:
         "recipe total (load, cache fill, all steps, save)",
         lambda r: f"{r['fit']['recipe_total_s'] / 60:.1f} min ({r['fit']['recipe_total_is']})",
     )
+    row(
+        "before the first step: start, load, base's fit-health check",
+        lambda r: f"{r['fit']['before_steps_s']:.0f} s",
+    )
     row("first pass, s per image (fills the cache)", lambda r: f"{r['fit']['first_pass_s_per_image']:.1f}")
     row("later passes, s per image", lambda r: f"{r['fit']['later_pass_s_per_image']:.1f}")
+    row("after the last step: fit-health check, saving", lambda r: f"{r['fit']['after_steps_s']:.0f} s")
     row("peak RAM of the fit", lambda r: f"{r['fit']['peak_rss_gb']:.1f} GB")
     row("load average during the fit (1 min, after)", lambda r: f"{r['fit']['load_average_after'][0]:.2f}")
     c = "components"
     row("load facebook/sam3-sized weights", lambda r: f"{r[c]['load_s']:.0f} s")
     row("ViT + neck, per image (once)", lambda r: f"{r[c]['vision_per_image_s']:.1f} s")
     row("text encoder, per phrase (once)", lambda r: f"{r[c]['text_per_phrase_s']:.2f} s")
-    row("detector fwd+bwd, 8 phrases, whole", lambda r: f"{r[c]['detector_step_per_image_s']['all']:.1f} s")
-    row(
-        "  same in chunks of 4 / 2 / 1",
-        lambda r: " / ".join(f"{r[c]['detector_step_per_image_s'][k]:.1f}" for k in ("4", "2", "1")) + " s",
-    )
-    row("  same under CPU bf16 autocast", lambda r: f"{r[c]['detector_step_bf16_autocast_s']:.1f} s")
+    row("ViT + neck, per image, bf16 autocast", lambda r: f"{r[c]['vision_per_image_bf16_s']:.1f} s")
+    for precision in ("fp32", "bf16"):
+        row(
+            f"detector fwd+bwd, 8 phrases, {precision}: whole / chunks of 4 / 2 / 1",
+            lambda r, p=precision: (
+                " / ".join(f"{r[c]['detector_step_per_image_s'][p][k]:.1f}" for k in ("all", "4", "2", "1"))
+                + " s"
+            ),
+        )
     row("AdamW step (LoRA weights)", lambda r: f"{r[c]['optimizer_step_s']:.2f} s")
     row("predict, images/s with 8 phrases", lambda r: f"{r[c]['predict_images_per_s']:.2f}")
     return "\n".join(lines) + "\n"
@@ -281,6 +320,10 @@ def main(
     fit_steps: int | None = None,
     work: str = "/tmp/sam3-adapt-cpu-recipe",
     skip_components: bool = False,
+    skip_fit: bool = False,
+    chunks: list[int | None] | None = None,
+    predict_images: int = IMAGES,
+    fit_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Measure the CPU recipe at each image size and write the results.
 
@@ -289,6 +332,10 @@ def main(
         fit_steps: Steps of the timed fit; ``None`` runs the recipe's own ``max_steps``.
         work: Folder for the random checkpoint (3.4 GB), the data and the runs.
         skip_components: Time only the fit.
+        skip_fit: Time only the components.
+        chunks: Chunk sizes the components time (``None``: the whole batch); default whole, 4, 2, 1.
+        predict_images: Images the predict loop is timed on.
+        fit_args: More arguments of the fit, e.g. ``['--model.phrase_chunk=1']`` (recorded).
 
     Returns:
         The results by image size.
@@ -302,9 +349,15 @@ def main(
         entry = results.setdefault(str(size), {})
         entry["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__}
         if not skip_components:
-            entry["components"] = components(checkpoint, json_path, image_dir, size)
+            # In a process of its own: what it holds must not stay in this one while the fit runs.
+            with get_context("spawn").Pool(1) as pool:
+                entry["components"] = pool.apply(
+                    components, (checkpoint, json_path, image_dir, size, chunks, predict_images)
+                )
             path.write_text(json.dumps(results, indent=1))
-        entry["fit"] = fit(checkpoint, json_path, image_dir, size, fit_steps, root)
+        if not skip_fit:
+            entry["fit"] = fit(checkpoint, json_path, image_dir, size, fit_steps, root, fit_args)
+            entry["fit"]["fit_args"] = fit_args or []
         path.write_text(json.dumps(results, indent=1))
         print(json.dumps(entry, indent=1))  # noqa: T201
     (OUT / "cpu_recipe.md").write_text(markdown(dict(sorted(results.items(), key=lambda kv: int(kv[0])))))

@@ -135,20 +135,12 @@ class FitHealth(Callback):
         coco = training_set(trainer)
         if not samples or coco is None:
             return None
-        hp = pl_module.hparams
         segmenter = pl_module.segmenter
         was_training = segmenter.training
-        run = predict_set(
-            replace(coco, samples=samples),
-            segmenter,
-            "train sample",
-            image_size=int(trainer.datamodule.hparams.image_size),
-            batch_size=int(trainer.datamodule.hparams.batch_size),
-            score_threshold=float(hp.get("score_threshold", 0.5)),
-            max_detections=int(hp.get("max_detections", 100)),
-            num_workers=0,
-            progress=False,
-        )
+        # Under the fit's precision, as validation runs: the numbers match, and a feature cache's
+        # entries (keyed by the autocast dtype) are the ones training reads.
+        with trainer.precision_plugin.val_step_context():
+            run = self._predict(trainer, pl_module, replace(coco, samples=samples))
         segmenter.train(was_training)
         with warnings.catch_warnings():
             warnings.simplefilter(
@@ -157,6 +149,21 @@ class FitHealth(Callback):
             metrics = run.evaluator.compute()
         metric = f"{run.evaluator.cgf1_iou_type}/AP"
         return metric, float(metrics[metric])
+
+    @staticmethod
+    def _predict(trainer: Trainer, pl_module: LightningModule, coco: CocoSet) -> Any:
+        hp = pl_module.hparams
+        return predict_set(
+            coco,
+            pl_module.segmenter,
+            "train sample",
+            image_size=int(trainer.datamodule.hparams.image_size),
+            batch_size=int(trainer.datamodule.hparams.batch_size),
+            score_threshold=float(hp.get("score_threshold", 0.5)),
+            max_detections=int(hp.get("max_detections", 100)),
+            num_workers=0,
+            progress=False,
+        )
 
 
 def training_set(trainer: Trainer) -> CocoSet | None:

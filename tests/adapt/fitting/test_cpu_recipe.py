@@ -6,7 +6,7 @@ import yaml
 from transformers import Sam3Config, Sam3Model
 
 from sam3_adapt.data_mix.synthetic.concept_world import write_world
-from sam3_adapt.fitting.cpu_threads import CpuThreads, usable_cores
+from sam3_adapt.fitting.cpu_fit import CpuThreads, cpu_has_bf16, usable_cores
 from sam3_adapt.fitting.lightning_cli import lightning_cli
 from sam3_adapt.fitting.recipe_files import recipe_path
 from sam3_adapt.model.tiny import sam3_processor
@@ -79,3 +79,13 @@ def test_cpu_recipe_fits_2_steps_running_each_tower_once_per_image_and_phrase(re
 def test_threads_must_be_positive():
     with pytest.raises(ValueError, match="threads must be >= 1"):
         CpuThreads(0)
+
+
+def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert cpu_has_bf16(amx) is True
+    assert cpu_has_bf16(old) is False
+    assert cpu_has_bf16(tmp_path / "missing") is None
