@@ -252,20 +252,29 @@ def fit(
     record["before_steps_s"] = record["train_start"] - started
     record["after_steps_s"] = started + wall - record["train_end"]
     recipe_steps = yaml.safe_load(RECIPE.read_text())["trainer"]["max_steps"]
-    later = statistics.median(record["steps_s"][IMAGES:]) if len(record["steps_s"]) > IMAGES else None
-    record["first_pass_s_per_image"] = record["epochs_s"][0] / IMAGES
-    record["later_pass_s_per_image"] = (
-        statistics.median(record["epochs_s"][1:]) / IMAGES if len(record["epochs_s"]) > 1 else None
-    )
+    summarise(record, wall, recipe_steps)
     overhead = wall - sum(record["steps_s"])  # start-up, loading, saving: all but the steps
+    record["overhead_s"] = overhead
+    return record
+
+
+def summarise(record: dict[str, Any], wall: float, recipe_steps: int) -> None:
+    """Add the per-image figures and the recipe's total (measured, or extrapolated) to a fit's record.
+
+    A step is one image (batch 1). The typical step is the median of every step after the first:
+    the fit-health check fills the cache for most images before step 1, and a median ignores the
+    few that fill it and any step slowed by another job.
+    """
+    steps = record["steps_s"]
+    typical = statistics.median(steps[1:]) if len(steps) > 1 else steps[0]
+    record["first_pass_s_per_image"] = record["epochs_s"][0] / IMAGES
+    record["later_pass_s_per_image"] = record["typical_step_s"] = typical
     record["recipe_steps"] = recipe_steps
     if record["global_step"] >= recipe_steps:
         record["recipe_total_s"], record["recipe_total_is"] = wall, "measured"
-    elif later is not None:
-        record["recipe_total_s"] = wall + (recipe_steps - record["global_step"]) * later
+    else:
+        record["recipe_total_s"] = wall + (recipe_steps - record["global_step"]) * typical
         record["recipe_total_is"] = f"extrapolated from {record['global_step']} steps"
-    record["overhead_s"] = overhead
-    return record
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -293,7 +302,7 @@ def markdown(results: dict[str, Any]) -> str:
         lambda r: f"{r['fit']['before_steps_s']:.0f} s",
     )
     row("first pass, s per image (fills the cache)", lambda r: f"{r['fit']['first_pass_s_per_image']:.1f}")
-    row("later passes, s per image", lambda r: f"{r['fit']['later_pass_s_per_image']:.1f}")
+    row("later passes, s per image (median step)", lambda r: f"{r['fit']['later_pass_s_per_image']:.1f}")
     row("after the last step: fit-health check, saving", lambda r: f"{r['fit']['after_steps_s']:.0f} s")
     row("peak RAM of the fit", lambda r: f"{r['fit']['peak_rss_gb']:.1f} GB")
     row("load average during the fit (1 min, after)", lambda r: f"{r['fit']['load_average_after'][0]:.2f}")
