@@ -44,6 +44,7 @@ class LabelledPair:
         instances: ``(box xyxy, RLE, provenance)`` per instance.
         exhaustive: Whether every instance is there.
         provenance: Who vouches for the pair.
+        presence: The proposer's presence score of the phrase in the image (``None``: not proposed).
     """
 
     file_name: str
@@ -53,6 +54,7 @@ class LabelledPair:
     instances: list[tuple[list[float], dict[str, Any], Provenance]] = field(default_factory=list)
     exhaustive: bool = True
     provenance: Provenance = "human"
+    presence: float | None = None
 
 
 def _rle(rle: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +112,11 @@ def engine_pairs(
         for pair in record["pairs"]:
             key = (file_name, pair["phrase"])
             out = LabelledPair(
-                os.path.join(prefix, file_name), pair["phrase"], record["width"], record["height"]
+                os.path.join(prefix, file_name),
+                pair["phrase"],
+                record["width"],
+                record["height"],
+                presence=pair.get("presence"),
             )
             proposed = [(inst["box"], inst["segmentation"]) for inst in pair["instances"]]
             proposed_ids = range(len(proposed))
@@ -150,6 +156,60 @@ def engine_pairs(
                 continue
             pairs.append(out)
     return pairs
+
+
+def negative_ratio(pairs: list[LabelledPair]) -> float:
+    """Negative pairs per positive pair of a labelled set (the prior that `balance_negatives` keeps).
+
+    Raises:
+        ValueError: The set has no positive pair, so no ratio can be read from it.
+    """
+    positives = sum(bool(p.instances) for p in pairs)
+    if not positives:
+        raise ValueError(
+            "the labelled set has no positive pair, so the share of negatives to keep cannot be read "
+            "from it; give the ratio instead"
+        )
+    return sum(not p.instances for p in pairs) / positives
+
+
+def balance_negatives(pairs: list[LabelledPair], per_positive: float) -> list[LabelledPair]:
+    """Keep at most ``per_positive`` machine-confirmed negative pairs per positive pair, per phrase.
+
+    A verifier confirms a negative from the presence score alone, so its errors (the phrase is there)
+    sit among the negatives with the highest presence, and a pool where few positives were found
+    yields far more negatives than positives: trained on that, the model learns "absent" for concepts
+    that are there. Per phrase, negatives a person confirmed are all kept (they count towards the
+    cap); machine-confirmed ones fill what is left of ``per_positive`` times the phrase's positive
+    pairs, lowest presence first. Positive and not-exhaustive pairs are kept as they are.
+
+    Args:
+        pairs: Exported pairs (`engine_pairs`); ``presence`` orders the machine-confirmed negatives.
+        per_positive: Most negative pairs per positive pair (`negative_ratio` of the labelled images
+            is the prior of the domain).
+
+    Returns:
+        The pairs kept, in their original order.
+    """
+    if per_positive < 0:
+        raise ValueError(f"per_positive must be at least 0 negatives per positive pair, got {per_positive}")
+    positives: dict[str, int] = defaultdict(int)
+    for pair in pairs:
+        positives[pair.phrase] += bool(pair.instances)
+    negatives = [i for i, p in enumerate(pairs) if not p.instances and p.exhaustive]
+    by_phrase: dict[str, list[int]] = defaultdict(list)
+    for i in negatives:
+        by_phrase[pairs[i].phrase].append(i)
+    dropped: set[int] = set()
+    for phrase, indices in by_phrase.items():
+        cap = int(per_positive * positives[phrase])
+        human = [i for i in indices if pairs[i].provenance == "human"]
+        machine = sorted(
+            (i for i in indices if pairs[i].provenance != "human"),
+            key=lambda i: (pairs[i].presence if pairs[i].presence is not None else 1.0, i),
+        )
+        dropped.update(machine[max(0, cap - len(human)) :])
+    return [p for i, p in enumerate(pairs) if i not in dropped]
 
 
 #: Mask IoU from which two machine-accepted instances are taken for one object (the better one is kept).

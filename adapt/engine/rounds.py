@@ -20,10 +20,18 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sam3_adapt.engine.annotator import ACTION_COST, SimulatedAnnotator, from_scratch_actions, model_masker
-from sam3_adapt.engine.export import LabelledPair, engine_pairs, labelled_pairs, truth_of, write_pairs
+from sam3_adapt.engine.export import (
+    LabelledPair,
+    balance_negatives,
+    engine_pairs,
+    labelled_pairs,
+    negative_ratio,
+    truth_of,
+    write_pairs,
+)
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
 from sam3_adapt.engine.learning import learned_verifiers
@@ -67,6 +75,7 @@ def engine(
     recipe: str = "tiny-10shot",
     max_steps: int = 300,
     seed: int = 0,
+    negatives_per_positive: float | Literal["labelled"] | None = "labelled",
 ) -> list[dict[str, Any]]:
     """Run data-engine rounds: fit, propose, verify, review, export, and fit again.
 
@@ -90,6 +99,10 @@ def engine(
         recipe: Recipe of every fit.
         max_steps: Optimizer steps of every fit.
         seed: Seed of training.
+        negatives_per_positive: Most machine-confirmed negative pairs of the pool kept per positive
+            pair, per phrase, lowest presence first (`sam3_adapt.engine.export.balance_negatives`;
+            negatives a person confirmed are all kept): ``labelled`` the labelled images' own ratio,
+            a number, or ``None`` to keep every one.
 
     Returns:
         One row per fit: ``round``, ``human_actions`` (spent before it), and the held-out figures.
@@ -101,6 +114,7 @@ def engine(
     image_root = Path(os.path.commonpath([Path(labelled_image_dir).resolve(), pool_dir.resolve()]))
     prefix = os.path.relpath(pool_dir.resolve(), image_root)
     shots = labelled_pairs(labelled, labelled_image_dir, image_root)
+    ratio = negative_ratio(shots) if negatives_per_positive == "labelled" else negatives_per_positive
     sets = {}
     if target_json is not None:
         sets["target"] = (target_json, target_image_dir or str(Path(target_json).parent / "images"))
@@ -173,7 +187,9 @@ def engine(
             if key in closed:
                 human[key] = pair
         kept = [p for p in pairs if (os.path.relpath(p.file_name, prefix), p.phrase) not in human]
-        labels = write_pairs(shots + list(human.values()) + kept, folder / "labels.json", {"round": r})
+        found = list(human.values()) + kept
+        found = found if ratio is None else balance_negatives(found, ratio)
+        labels = write_pairs(shots + found, folder / "labels.json", {"round": r})
         verifiers, comparisons = learned_verifiers(records, decisions, seed)
         (folder / "verifiers.json").write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
         journal.close()

@@ -25,7 +25,15 @@ from typing import Any
 
 from sam3_adapt.data_mix.synthetic.concept_world import domain_categories, write_demo_worlds, write_world
 from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions, model_masker
-from sam3_adapt.engine.export import engine_pairs, labelled_pairs, provenance_counts, truth_of, write_pairs
+from sam3_adapt.engine.export import (
+    balance_negatives,
+    engine_pairs,
+    labelled_pairs,
+    negative_ratio,
+    provenance_counts,
+    truth_of,
+    write_pairs,
+)
 from sam3_adapt.engine.fit_labels import fit_labels
 from sam3_adapt.engine.journal import Journal
 from sam3_adapt.engine.learning import compare_verifiers
@@ -59,6 +67,7 @@ def study_seed(
     anchor_images: int,
     max_steps: int,
     review_budget: float | None,
+    balance: bool = True,
 ) -> list[dict[str, Any]]:
     """Every row of one seed (resumable: measured rows are read back from ``results.json``)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -124,11 +133,16 @@ def study_seed(
     spent = work_queue(sorted_out.queue, annotator.answer, journal, budget=budget) if "human" in rows else 0
     decisions = journal.decisions()
     prefix = str(Path(pool_dir).relative_to(world))
+    ratio = negative_ratio(shots_pairs)
+
+    def balanced(pairs: list) -> list:
+        return balance_negatives(pairs, ratio) if balance else pairs
+
     label_sets = {
         "raw": engine_pairs(records, decisions, "raw", prefix),
-        "cleaned": engine_pairs(records, decisions, "auto", prefix, unreviewed="positives"),
+        "cleaned": balanced(engine_pairs(records, decisions, "auto", prefix, unreviewed="positives")),
         # Queued pairs left when the budget ran out keep what MV accepted, as non-exhaustive positives.
-        "human": engine_pairs(records, decisions, "verified", prefix, unreviewed="positives"),
+        "human": balanced(engine_pairs(records, decisions, "verified", prefix, unreviewed="positives")),
         "full": labelled_pairs(pool_json, pool_dir, world),
     }
     actions = {"raw": 0, "cleaned": 0, "human": spent, "full": scratch}
@@ -136,6 +150,7 @@ def study_seed(
         "triage": sorted_out.counts,
         "queue": len(sorted_out.queue),
         "from_scratch_actions": scratch,
+        "negatives_per_positive": ratio if balance else None,
         "human_actions": spent,
         "labels": {row: provenance_counts(pairs) for row, pairs in label_sets.items()},
         "label_quality": {row: label_quality(pairs, truth, prefix) for row, pairs in label_sets.items()},
@@ -196,6 +211,7 @@ def engine_study(
     anchor_images: int = 1000,
     max_steps: int = 300,
     review_budget: float | None = None,
+    balance_negatives: bool = True,
 ) -> list[dict[str, Any]]:
     """Run the label-quality study and write ``study.json`` and ``study.md`` into ``out``.
 
@@ -212,6 +228,8 @@ def engine_study(
         max_steps: Optimizer steps of every fit.
         review_budget: Most actions the simulated annotator spends, as a share of labelling the pool
             from scratch (``None``: the whole queue).
+        balance_negatives: Keep the cleaned and human rows' machine-confirmed negatives in the
+            labelled images' proportion to positives (`sam3_adapt.engine.export.balance_negatives`).
 
     Returns:
         Every measured row.
@@ -230,6 +248,7 @@ def engine_study(
             anchor_images,
             max_steps,
             review_budget,
+            balance_negatives,
         )
         table = format_study(measured)
         Path(out, "study.json").write_text(json.dumps(measured, indent=1) + "\n")
