@@ -10,6 +10,17 @@ from torchvision.ops import box_convert, generalized_box_iou
 Match = tuple[torch.Tensor, torch.Tensor]
 
 
+class DivergedError(FloatingPointError):
+    """Training diverged: the network's predictions or the loss are NaN or infinite."""
+
+
+#: What a user can do about a diverged run.
+DIVERGED_HINT = (
+    "lower the learning rate (--optimizer.lr), clip gradients (--trainer.gradient_clip_val 0.1), or "
+    "train in bf16-mixed or 32-true rather than 16-mixed; resume from the last checkpoint saved before it"
+)
+
+
 class HungarianMatcher:
     """Match each query's object slots to its ground-truth boxes at the lowest total cost.
 
@@ -59,6 +70,7 @@ class HungarianMatcher:
 
         Raises:
             ValueError: If ``targets`` does not have one entry per query.
+            DivergedError: If a matching cost is NaN or infinite (the predictions are).
         """
         num_queries = logits.shape[0]
         if len(targets) != num_queries:
@@ -84,7 +96,13 @@ class HungarianMatcher:
             )
             giou = generalized_box_iou(boxes[q], tgt_boxes)
             cost = self.cost_bbox * l1 + self.cost_class * class_cost[q, :, None] - self.cost_giou * giou
-            pred_idx, tgt_idx = linear_sum_assignment(cost.cpu().numpy())
+            cost = cost.cpu()
+            if not torch.isfinite(cost).all():
+                raise DivergedError(
+                    "training diverged: the network's predicted boxes or scores are NaN or infinite, so "
+                    f"they cannot be matched to the ground truth; {DIVERGED_HINT}"
+                )
+            pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
             matches.append(
                 (
                     torch.as_tensor(pred_idx, dtype=torch.long, device=device),

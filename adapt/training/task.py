@@ -21,6 +21,7 @@ from sam3_adapt.model.param_groups import param_groups
 from sam3_adapt.training.chunked_step import check_chunk, objective_step
 from sam3_adapt.training.coco_results import to_coco_results
 from sam3_adapt.training.loss import ConceptObjective
+from sam3_adapt.training.matcher import DIVERGED_HINT, DivergedError
 from sam3_adapt.training.memory_estimate import auto_chunk
 from sam3_adapt.training.metrics import ConceptEvaluator
 from sam3_adapt.training.schedule import cosine_schedule, inverse_sqrt_schedule
@@ -214,6 +215,11 @@ class ConceptSegmentationTask(LightningModule):
         Masks are decoded only for queries that have masks to learn.
         """
         step = objective_step(self.segmenter, self.objective, batch, self.chunk)
+        if not torch.isfinite(step.loss):
+            raise DivergedError(
+                f"training diverged at step {self.global_step}: the loss is {float(step.loss)}; "
+                + DIVERGED_HINT
+            )
         size = len(batch["phrases"])
         self.log_dict({f"train/{k}": v for k, v in step.terms.items()}, batch_size=size)
         self.log("train/loss", step.loss.detach(), prog_bar=True, batch_size=size)

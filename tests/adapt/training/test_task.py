@@ -6,6 +6,7 @@ import torch
 
 from sam3_adapt.data_mix.datamodule import ConceptDataModule
 from sam3_adapt.data_mix.synthetic.shapes import write_shapes_coco
+from sam3_adapt.training.matcher import DivergedError
 from sam3_adapt.training.task import ConceptSegmentationTask
 
 
@@ -100,3 +101,15 @@ def test_a_gpu_run_without_clipping_gets_the_fused_adamw():
 
     assert adamw_options(on_cuda=True, clips_gradients=False) == {"fused": True}
     assert adamw_options(on_cuda=False, clips_gradients=False) == {"foreach": True}
+
+
+def test_a_run_whose_weights_become_nan_stops_with_one_line_saying_it_diverged(tmp_path):
+    json_path, images = write_shapes_coco(tmp_path, num_images=2, image_size=64, seed=0)
+    data = ConceptDataModule(train_json=str(json_path), image_dir=str(images), image_size=224)
+    task = ConceptSegmentationTask(checkpoint="tiny-random", adaptation="full")
+    with torch.no_grad():  # what a too-high learning rate leaves behind
+        for parameter in task.segmenter.network.parameters():
+            parameter.fill_(float("nan"))
+    fit = trainer(max_steps=1)
+    with pytest.raises(DivergedError, match="training diverged.*learning rate"):
+        fit.fit(task, data)
