@@ -247,6 +247,9 @@ class ConceptDataModule(L.LightningDataModule):
         }
         for split in splits.get(stage or "", list(self.files)):
             self._load(split)
+        if stage == "fit" and self.files["val"] is None and self.trainer is not None:
+            # No validation set: no validation loop, rather than an empty one Lightning warns about.
+            self.trainer.limit_val_batches = 0
 
     def target_set(self) -> CocoSet | None:
         """The first training source (``train_json``, or the first of ``train_sources``), never the anchor.

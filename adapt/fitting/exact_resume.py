@@ -100,5 +100,5 @@ class ExactResume(Callback):
             if getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
                 continue
             path = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state: resumable
             callback.last_model_path = str(path)
