@@ -93,9 +93,9 @@ def set_input_side(network: nn.Module, image_size: int) -> bool:
     if native_image_size(vit) == image_size:
         return False
     vit.image_size = image_size  # every layer shares this config object; positions follow it
-    for layer in layers:
-        positions = Sam3ViTLayer.precompute_positions(layer.config, 0)
-        layer.position_ids = positions.to(layer.position_ids.device)
+    positions = Sam3ViTLayer.precompute_positions(vit, 0)
+    for layer in layers:  # a copy each: layers never share one tensor (saving refuses shared storage)
+        layer.position_ids = positions.to(layer.position_ids.device, copy=True)
     grid = image_size // int(vit.patch_size)
     for config in _configs_holding(network, vit):
         config.backbone_feature_sizes = [[4 * grid] * 2, [2 * grid] * 2, [grid] * 2]
