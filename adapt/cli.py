@@ -28,6 +28,10 @@ class Verb(NamedTuple):
     positional: str = ""
     #: Boolean parameters that may be given bare (``--open`` for ``--open true``).
     flags: tuple[str, ...] = ()
+    #: Options that stand for a parameter of another name: ``{"config": "recipe"}`` lets ``--config X``
+    #: name the recipe, as it does for ``fit``, where jsonargparse would take it for its own
+    #: ``--config`` (a file of the verb's arguments). A verb's function never has a ``config`` parameter.
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -69,6 +73,8 @@ EXTRA_VERBS: dict[str, Verb] = {
         "sam3_adapt.jobs.memory",
         "memory",
         "Print the estimated peak GPU memory of one training step of a recipe, and the chunk that fits.",
+        positional="recipe",
+        aliases=(("config", "recipe"),),
     ),
     "mine-negatives": Verb(
         "sam3_adapt.jobs.mine_negatives",
@@ -183,6 +189,13 @@ def run_verb(verb: str, args: list[str]) -> None:
         entry = EXTRA_VERBS[verb]
         if entry.positional and args and not args[0].startswith("-"):
             args = [f"--{entry.positional}", *args]
+        for alias, name in entry.aliases:
+            args = [
+                f"--{name}{arg[len(alias) + 2 :]}"
+                if arg == f"--{alias}" or arg.startswith(f"--{alias}=")
+                else arg
+                for arg in args
+            ]
         bare = {f"--{flag}" for flag in entry.flags}
         args = [
             f"{arg}=true" if arg in bare and (k + 1 == len(args) or args[k + 1].startswith("-")) else arg

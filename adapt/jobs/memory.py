@@ -31,7 +31,7 @@ def architecture(checkpoint: str) -> Any:
 
 
 def memory(
-    config: str = "lora-10shot",
+    recipe: str = "lora-10shot",
     phrases: list[int] | None = None,
     phrase_chunk: int | None = None,
     positives: int = 2,
@@ -46,7 +46,8 @@ def memory(
     and fragmentation of the allocator's cache.
 
     Args:
-        config: A recipe: a name (``lora-10shot``, ``full-finetune``, ...) or a YAML file.
+        recipe: A recipe: a name (``lora-10shot``, ``full-finetune``, ...) or a YAML file; on the
+            command line also ``--config RECIPE``, as for ``fit``, or the first bare argument.
         phrases: Phrases (queries) per image to estimate; default 1, 4, 8 and 20.
         phrase_chunk: Queries per detector pass; default the recipe's ``model.phrase_chunk`` (``auto``
             and null estimate the whole batch at once).
@@ -58,9 +59,9 @@ def memory(
     Returns:
         One row per phrase count: ``phrases``, ``chunk``, ``peak_gib`` and its parts.
     """
-    path = recipe_path(config)
-    recipe = yaml.safe_load(path.read_text()) or {}
-    model, data, trainer = (recipe.get(key) or {} for key in ("model", "data", "trainer"))
+    path = recipe_path(recipe)
+    settings = yaml.safe_load(path.read_text()) or {}
+    model, data, trainer = (settings.get(key) or {} for key in ("model", "data", "trainer"))
     checkpoint = str(model.get("checkpoint") or FULL_SIZE)
     sam3_config = architecture(checkpoint)
     image_size = int(data.get("image_size") or sam3_config.vision_config.backbone_config.image_size)

@@ -77,3 +77,23 @@ def test_an_unknown_recipe_is_one_line_without_traceback(tmp_path):
 def test_the_overview_summary_of_each_verb_is_its_docstrings_first_line(verb):
     first = inspect.getdoc(verb_function(verb)).splitlines()[0]
     assert EXTRA_VERBS[verb].summary == first
+
+
+@pytest.mark.parametrize("verb", sorted(EXTRA_VERBS))
+def test_no_verb_has_a_parameter_that_jsonargparse_takes_for_its_own_config_option(verb):
+    # jsonargparse's CLI keeps --config for a file of the verb's arguments: a parameter of that name
+    # would silently keep its default (`memory --config full-finetune` estimated lora-10shot).
+    assert "config" not in inspect.signature(verb_function(verb)).parameters
+
+
+def test_memory_takes_its_recipe_from_config_as_fit_does(tmp_path, capsys):
+    from sam3_adapt.cli import main
+
+    recipe = tmp_path / "full-tiny.yaml"
+    recipe.write_text("model:\n  checkpoint: tiny-random\n  adaptation: full\ndata:\n  image_size: 224\n")
+    main(["memory", "--config", str(recipe), "--phrases", "[1]"])
+    main(["memory", f"--config={recipe}", "--phrases", "[1]"])
+    main(["memory", str(recipe), "--phrases", "[1]"])
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line for line in lines if line.startswith(recipe.name)]
+    assert len(headers) == 3 and all("tiny-random at 224 px" in line for line in headers)
