@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 
 from sam3_adapt.model.forward import ConceptSegmenter
 from sam3_adapt.model.outputs import ConceptOutputs
@@ -292,7 +293,7 @@ def auto_chunk(task: Any, image_size: int, budget_gb: float | None) -> int | Non
     data = getattr(getattr(trainer, "datamodule", None), "hparams", {})
     batch_size = int(data.get("batch_size") or 1)
     chunk, one, two = largest_chunk(fake, image_size, budget_gb, batch_size, str(trainer.precision))
-    print(  # noqa: T201 - the user should see what was chosen and why
+    rank_zero_info(  # the user should see what was chosen and why, once and not from every process
         f"phrase_chunk auto: {chunk} queries per detector pass fit {budget_gb:.1f} GiB "
         f"(estimated {one.peak_gib:.2f} GiB at 1, +{two.peak_gib - one.peak_gib:.3f} GiB per query)"
     )
