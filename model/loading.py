@@ -10,7 +10,7 @@ from transformers import Sam3Model, Sam3Processor
 
 from sam3_adapt.model.checkpoints import TINY, TINY_RANDOM, cache_dir, resolve_checkpoint
 from sam3_adapt.model.forward import ConceptSegmenter
-from sam3_adapt.model.persistence import load_adapter
+from sam3_adapt.model.persistence import adapter_image_size, load_adapter
 
 
 def load_sam3(
@@ -44,7 +44,8 @@ def load_sam3(
 
     Returns:
         ``(model, processor)``: a ``transformers.Sam3Model`` (a ``peft.PeftModel`` when an adapter is
-        given) in eval mode, and its ``Sam3Processor``.
+        given) in eval mode, and its ``Sam3Processor`` (its image size the side the adapter was trained
+        at, when the adapter records one: `sam3_adapt.model.persistence.adapter_image_size`).
 
     Raises:
         OSError: If the checkpoint cannot be found or downloaded; the message says what to check.
@@ -63,6 +64,9 @@ def load_sam3(
         ) from error
     if adapter is not None:
         model = load_adapter(model, adapter, expected_base=str(name_or_path), trainable=adapter_trainable)
+        side = adapter_image_size(adapter)
+        if side is not None:  # run at the side the adapter learnt (the segmenter sets the network to it)
+            processor.image_processor.size = {"height": side, "width": side}
     if device is not None:
         model = model.to(device)
     return model.eval(), processor

@@ -21,8 +21,15 @@ from sam3_adapt.model.peft_compat import peft_wrapping
 _HF_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/[^/]+$")
 
 
+#: The kit's note beside PEFT's files in an adapter folder: the input side the adapter was trained at.
+ADAPTER_NOTE = "sam3_adapt.json"
+
+
 def save_adapter(peft_model: PeftModel, folder: str | Path, base_model_name: str) -> Path:
     """Write the adapter as ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+    Beside them, `ADAPTER_NOTE` records the input side the network last ran at (a recipe at 504 px
+    gives ``{"image_size": 504}``), so that loading the adapter runs the model at the side it learnt.
 
     Args:
         peft_model: The model returned by :func:`sam3_adapt.model.adaptation.apply_lora` (or a loaded
@@ -43,7 +50,35 @@ def save_adapter(peft_model: PeftModel, folder: str | Path, base_model_name: str
         config.base_model_name_or_path = str(base_model_name)
     folder = Path(folder)
     peft_model.save_pretrained(str(folder), save_embedding_layers=False)
+    note = {"image_size": native_image_size(peft_model.get_base_model().config)}
+    (folder / ADAPTER_NOTE).write_text(json.dumps(note) + "\n")
     return folder
+
+
+def adapter_image_size(adapter: str | Path) -> int | None:
+    """The input side an adapter was trained at (its `ADAPTER_NOTE`), or ``None`` when not recorded.
+
+    Args:
+        adapter: A local adapter folder or a Hub repo id (the note is fetched like PEFT's files;
+            offline, from the cache).
+
+    Returns:
+        The side in pixels; ``None`` for adapters saved without the note (by PEFT itself, or by
+        earlier versions of the kit), which then run at the base's side.
+    """
+    path = Path(adapter) / ADAPTER_NOTE
+    if not Path(adapter).is_dir():
+        try:
+            path = Path(hf_hub_download(str(adapter), ADAPTER_NOTE))
+        except Exception:  # no note on the Hub, or offline without it cached: nothing recorded
+            return None
+    if not path.is_file():
+        return None
+    try:
+        side = json.loads(path.read_text()).get("image_size")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: not a JSON object with image_size ({error})") from None
+    return int(side) if side else None
 
 
 def save_merged(model: nn.Module, folder: str | Path, processor: ProcessorMixin | None = None) -> Path:

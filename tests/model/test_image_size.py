@@ -99,3 +99,23 @@ def test_set_input_side_refuses_a_partial_patch():
     with pytest.raises(ValueError, match="image_size 230 .*use 224 or 238"):
         set_input_side(network, 230)
     assert set_input_side(network, 168) is False  # already there
+
+
+def test_an_adapter_records_the_side_it_was_trained_at_and_loads_at_it(tmp_path):
+    from sam3_adapt.model.adaptation import LoraSettings, apply_lora
+    from sam3_adapt.model.persistence import ADAPTER_NOTE, adapter_image_size
+
+    segmenter = load_segmenter("tiny")
+    segmenter.network = apply_lora(segmenter.network, LoraSettings())
+    with torch.no_grad():  # a pass at 224 px sets the network's side, as training at 224 does
+        segmenter(torch.rand(1, 3, 224, 224), ["red circle"], torch.tensor([0]))
+    adapter, _ = save_trained(segmenter.network, tmp_path, base="tiny")
+    assert adapter_image_size(adapter) == 224 and (adapter / ADAPTER_NOTE).is_file()
+    loaded = load_segmenter("tiny", str(adapter))
+    assert loaded.image_size == 224  # prediction, evaluation and review resize images to 224 px
+    # An adapter without the note (PEFT's own, or an older kit's) runs at the base's side.
+    (adapter / ADAPTER_NOTE).unlink()
+    assert adapter_image_size(adapter) is None and load_segmenter("tiny", str(adapter)).image_size == 168
+    (adapter / ADAPTER_NOTE).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{ADAPTER_NOTE}: not a JSON object with image_size"):
+        adapter_image_size(adapter)
