@@ -1,25 +1,15 @@
 """The review budget is never overrun, and machine-confirmed negatives are kept in proportion."""
 
-import numpy as np
 import pytest
 
 from sam3_adapt.engine.annotator import SimulatedAnnotator
 from sam3_adapt.engine.export import LabelledPair, balance_negatives, negative_ratio
 from sam3_adapt.engine.journal import Journal
 from sam3_adapt.engine.review import within_budget, work_queue
-from sam3_adapt.engine.signals import encode_rle
 from sam3_adapt.engine.triage import ReviewRequest
 
-SIZE = 20
+from .conftest import SIZE, A, B, C
 
-
-def square(x0, y0, x1, y1):
-    mask = np.zeros((SIZE, SIZE), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return [float(x0), float(y0), float(x1), float(y1)], encode_rle(mask)
-
-
-A, B, C = square(0, 0, 4, 4), square(10, 10, 14, 14), square(5, 12, 9, 16)
 #: a.png holds three circles, none of them proposed; b.png holds nothing.
 TRUTH = {("a.png", "circle"): [A, B, C]}
 

@@ -14,16 +14,8 @@ from sam3_adapt.engine.signals import encode_rle, mask_iou
 from sam3_adapt.engine.triage import ReviewRequest, triage
 from sam3_adapt.engine.verifiers import Verifiers
 
-SIZE = 20
+from .conftest import SIZE, A, B, C, square
 
-
-def square(x0, y0, x1, y1):
-    mask = np.zeros((SIZE, SIZE), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return [float(x0), float(y0), float(x1), float(y1)], encode_rle(mask)
-
-
-A, B, C = square(0, 0, 4, 4), square(10, 10, 14, 14), square(5, 12, 9, 16)
 TRUTH = {("a.png", "circle"): [A, B], ("a.png", "square"): [C]}
 
 
