@@ -257,6 +257,7 @@ def error_line(error: BaseException) -> str:
         "ArgumentError",
         "CocoFormatError",
         "PublishError",
+        "DivergedError",
     )
     return text if generic else f"{type(error).__name__}: {text}"
 

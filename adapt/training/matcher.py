@@ -16,8 +16,9 @@ class DivergedError(FloatingPointError):
 
 #: What a user can do about a diverged run.
 DIVERGED_HINT = (
-    "lower the learning rate (--optimizer.lr), clip gradients (--trainer.gradient_clip_val 0.1), or "
-    "train in bf16-mixed or 32-true rather than 16-mixed; resume from the last checkpoint saved before it"
+    "lower the learning rates (--model.lr_detector, --model.lr_vision, --model.lr_text), clip gradients "
+    "(--trainer.gradient_clip_val 0.1), or train in bf16-mixed or 32-true rather than 16-mixed; resume "
+    "from the last checkpoint saved before it"
 )
 
 

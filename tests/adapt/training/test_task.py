@@ -111,5 +111,5 @@ def test_a_run_whose_weights_become_nan_stops_with_one_line_saying_it_diverged(t
         for parameter in task.segmenter.network.parameters():
             parameter.fill_(float("nan"))
     fit = trainer(max_steps=1)
-    with pytest.raises(DivergedError, match="training diverged.*learning rate"):
+    with pytest.raises(DivergedError, match="training diverged.*learning rates"):
         fit.fit(task, data)
