@@ -261,6 +261,19 @@ def truth_of(data_json: str | Path, image_dir: str | Path) -> dict[tuple[str, st
     return truth
 
 
+def coco_info(data_json: str | Path) -> dict[str, Any]:
+    """The ``info`` record of a COCO file, for an export derived from it (empty when there is none).
+
+    An export keeps the labelled set's ``info`` (its description, licence, contributor): a fit on the
+    export knows its data as it knows the labelled set's (e.g. the kit's synthetic world).
+    """
+    try:
+        info = json.loads(Path(data_json).read_text()).get("info")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return dict(info) if isinstance(info, dict) else {}
+
+
 def write_pairs(pairs: list[LabelledPair], out: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write pairs as an SA-Co-style COCO file (normalised boxes and areas); returns its path."""
     images, annotations = [], []

@@ -26,6 +26,7 @@ from sam3_adapt.engine.annotator import ACTION_COST, SimulatedAnnotator, from_sc
 from sam3_adapt.engine.export import (
     LabelledPair,
     balance_negatives,
+    coco_info,
     engine_pairs,
     labelled_pairs,
     negative_ratio,
@@ -124,7 +125,9 @@ def engine(
             anchor_val_image_dir or str(Path(anchor_val_json).parent / "images"),
         )
     truth = truth_of(truth_json, pool_dir) if truth_json is not None else None
-    labels = write_pairs(shots, root / "labels-0.json", {"round": 0, "labels": "labelled images only"})
+    info = coco_info(labelled)
+    first = {**info, "round": 0, "labels": "labelled images only"}
+    labels = write_pairs(shots, root / "labels-0.json", first)
     human: dict[tuple[str, str], LabelledPair] = {}
     spent, scratch, verifiers, rows = 0, None, Verifiers(), []
     for r in range(rounds + 1):
@@ -189,7 +192,7 @@ def engine(
         kept = [p for p in pairs if (os.path.relpath(p.file_name, prefix), p.phrase) not in human]
         found = list(human.values()) + kept
         found = found if ratio is None else balance_negatives(found, ratio)
-        labels = write_pairs(shots + found, folder / "labels.json", {"round": r})
+        labels = write_pairs(shots + found, folder / "labels.json", {**info, "round": r})
         verifiers, comparisons = learned_verifiers(records, decisions, seed)
         (folder / "verifiers.json").write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
         journal.close()

@@ -27,6 +27,7 @@ from sam3_adapt.data_mix.synthetic.concept_world import domain_categories, write
 from sam3_adapt.engine.annotator import SimulatedAnnotator, from_scratch_actions, model_masker
 from sam3_adapt.engine.export import (
     balance_negatives,
+    coco_info,
     engine_pairs,
     labelled_pairs,
     negative_ratio,
@@ -107,7 +108,8 @@ def study_seed(
         results_file.write_text(json.dumps(results, indent=1) + "\n")
 
     labels_dir = root / "labels"
-    ten = write_pairs(shots_pairs, labels_dir / "10-shot.json", {"row": "10-shot"})
+    info = coco_info(shots_json)  # the world's mark: fits know they train on the concept world
+    ten = write_pairs(shots_pairs, labels_dir / "10-shot.json", {**info, "row": "10-shot"})
     for mix in sorted(set(mixes) | {True}, reverse=True):  # the proposer first: 10-shot with mixing
         if "10-shot" in rows or mix:
             run_row("10-shot", mix, ten, 0)
@@ -159,7 +161,7 @@ def study_seed(
     }
     (root / "engine_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     for row in rows[1:] if rows[0] == "10-shot" else rows:
-        labels = write_pairs(shots_pairs + label_sets[row], labels_dir / f"{row}.json", {"row": row})
+        labels = write_pairs(shots_pairs + label_sets[row], labels_dir / f"{row}.json", {**info, "row": row})
         for mix in mixes:
             run_row(row, mix, labels, actions[row])
     for entry in results.values():

@@ -4,6 +4,7 @@ import sqlite3
 import pytest
 
 from sam3_adapt.data_mix.synthetic.concept_world import write_world
+from sam3_adapt.data_mix.synthetic.shapes import is_synthetic_world
 from sam3_adapt.engine.annotator import ACTION_COST
 from sam3_adapt.engine.rounds import engine
 
@@ -75,6 +76,7 @@ def test_engine_rounds_fit_propose_review_export_and_fit_again(tmp_path):
     assert [r["human_actions"] for r in rows] == [0, spent[0], spent[0] + spent[1]]
     # Each round trains on the labelled images plus every pool pair a person closed so far.
     labels = json.loads((rounds[1] / "labels.json").read_text())
+    assert is_synthetic_world(rounds[1] / "labels.json")  # the labelled set's info: no tiny-base warning
     human = {
         (r["file_name"].split("/", 1)[1], r["text_input"])
         for r in labels["images"]
