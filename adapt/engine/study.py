@@ -68,7 +68,7 @@ def study_seed(
     anchor_images: int,
     max_steps: int,
     review_budget: float | None,
-    balance: bool = True,
+    balance: bool = False,
 ) -> list[dict[str, Any]]:
     """Every row of one seed (resumable: measured rows are read back from ``results.json``)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -135,10 +135,10 @@ def study_seed(
     spent = work_queue(sorted_out.queue, annotator.answer, journal, budget=budget) if "human" in rows else 0
     decisions = journal.decisions()
     prefix = str(Path(pool_dir).relative_to(world))
-    ratio = negative_ratio(shots_pairs)
+    ratio = negative_ratio(shots_pairs) if balance else None
 
     def balanced(pairs: list) -> list:
-        return balance_negatives(pairs, ratio) if balance else pairs
+        return pairs if ratio is None else balance_negatives(pairs, ratio)
 
     label_sets = {
         "raw": engine_pairs(records, decisions, "raw", prefix),
@@ -152,7 +152,7 @@ def study_seed(
         "triage": sorted_out.counts,
         "queue": len(sorted_out.queue),
         "from_scratch_actions": scratch,
-        "negatives_per_positive": ratio if balance else None,
+        "negatives_per_positive": ratio,
         "human_actions": spent,
         "labels": {row: provenance_counts(pairs) for row, pairs in label_sets.items()},
         "label_quality": {row: label_quality(pairs, truth, prefix) for row, pairs in label_sets.items()},
@@ -213,7 +213,7 @@ def engine_study(
     anchor_images: int = 1000,
     max_steps: int = 300,
     review_budget: float | None = None,
-    balance_negatives: bool = True,
+    balance_negatives: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the label-quality study and write ``study.json`` and ``study.md`` into ``out``.
 
