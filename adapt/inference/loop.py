@@ -8,6 +8,7 @@ calls the same detection step (`sam3_adapt.model.detections.detect`) through the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,7 +88,7 @@ def predict_samples(
         precision: ``bf16-mixed`` runs the network under bfloat16 autocast, as training does with that
             precision: on a GPU, or a CPU with bf16 arithmetic (see `sam3_adapt.fitting.cpu_fit`;
             there facebook/sam3's ViT ran 3x faster); scores, boxes and masks are post-processed in
-            float32.
+            float32. ``32-true`` leaves autocast as the caller set it.
 
     Yields:
         One :class:`QueryResult` per query.
@@ -110,10 +111,12 @@ def predict_samples(
     if precision not in ("32-true", "bf16-mixed"):
         raise ValueError(f"precision must be 32-true or bf16-mixed, got {precision!r}")
     device = next(segmenter.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    # 32-true leaves autocast as the caller set it: a fit's check runs inside Lightning's precision
+    # context, and its ViT passes must fill the cache entries (keyed by dtype) that training reads.
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else None
     with tqdm(total=len(samples), desc=desc, unit="image", disable=not progress) as bar:
         for batch in loader:
-            with autocast:
+            with bf16 or nullcontext():
                 found = detect(
                     segmenter,
                     batch["pixel_values"],

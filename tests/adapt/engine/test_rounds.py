@@ -35,7 +35,7 @@ def test_engine_rounds_fit_propose_review_export_and_fit_again(tmp_path):
         out=str(tmp_path / "engine"),
         rounds=2,
         truth_json=str(truth),
-        review_budget=0.1,  # a few requests per round: round 1 has pairs left to ask
+        review_budget=0.25,  # a few requests per round: round 1 has pairs left to ask
         target_json=str(val),
         target_image_dir=str(val_dir),
         **common,
