@@ -170,10 +170,40 @@ def _storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
-    """Mark failed the running trials whose heartbeat stopped (their process died)."""
+    """Mark failed the running trials whose heartbeat stopped (their process died).
+
+    Optuna's check skips a running trial that has no heartbeat yet, so a worker killed between
+    creating a trial and its first heartbeat would leave that trial running for ever, and a worker
+    waiting on earlier trials would wait for ever. Such a trial is given one heartbeat here: if its
+    process lives, its own heartbeats keep the trial fresh; if not, it goes stale after the grace
+    period and a later call fails it.
+    """
+    _give_heartbeats(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def _give_heartbeats(study: optuna.Study) -> None:
+    """Record a heartbeat for each running trial of ``study`` that has none (see `_fail_stale_trials`)."""
+    # The study's RDB storage (under Optuna's cache), for a query Optuna has no public API for.
+    storage = getattr(study._storage, "_backend", study._storage)  # noqa: SLF001
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        silent = [
+            trial.trial_id
+            for trial in session.query(models.TrialModel)
+            .filter(models.TrialModel.study_id == study._study_id)  # noqa: SLF001
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+            if not trial.heartbeats
+        ]
+    for trial_id in silent:
+        storage.record_heartbeat(trial_id)
 
 
 def _fold_data(config: dict[str, Any], folds: int, root: Path) -> list[dict[str, Any]]:
