@@ -28,7 +28,7 @@ class Verb(NamedTuple):
     positional: str = ""
     #: Boolean parameters that may be given bare (``--open`` for ``--open true``).
     flags: tuple[str, ...] = ()
-    #: Options that stand for a parameter of another name: ``{"config": "recipe"}`` lets ``--config X``
+    #: Options that stand for a parameter of another name: ``(("config", "recipe"),)`` lets ``--config X``
     #: name the recipe, as it does for ``fit``, where jsonargparse would take it for its own
     #: ``--config`` (a file of the verb's arguments). A verb's function never has a ``config`` parameter.
     aliases: tuple[tuple[str, str], ...] = ()
